@@ -1,0 +1,185 @@
+"""The one seam between tf_precrop and the two Keras lines.
+
+tf_precrop accepts models built with Keras 3 (``import keras``) and with the
+Keras 2 line (``import tf_keras``; TFMOT needs it). Everything that differs
+between the two lines lives here, behind :class:`KerasLine`; no other module
+asks which line it holds.
+
+``tf_keras`` is imported lazily, only when a tf_keras model (or
+``line="tf_keras"``) is actually used, so Keras 3 users never load it. The
+ambiguous ``tf.keras`` is never used.
+"""
+
+import functools
+import importlib
+
+from tf_precrop.errors import UnsupportedModelError
+
+KERAS3 = "keras3"
+TF_KERAS = "tf_keras"
+LINES = (KERAS3, TF_KERAS)
+
+
+class KerasLine:
+    """Uniform access to one Keras line (module, graph nodes, cloning, saving).
+
+    Args:
+        name: ``"keras3"`` or ``"tf_keras"``.
+    """
+
+    def __init__(self, name):
+        if name not in LINES:
+            raise ValueError(
+                f"Unknown Keras line. Expected one of {LINES}. Received: line={name!r}"
+            )
+        self.name = name
+
+    def __repr__(self):
+        return f"KerasLine({self.name!r})"
+
+    @functools.cached_property
+    def keras(self):
+        """The Keras module of this line (``keras`` or ``tf_keras``)."""
+        if self.name == KERAS3:
+            return importlib.import_module("keras")
+        try:
+            return importlib.import_module("tf_keras")
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "tf_keras is needed for Keras 2 models. Install it with "
+                '`pip install "tf_precrop[tfmot]"`.'
+            ) from e
+
+    @property
+    def layers(self):
+        return self.keras.layers
+
+    # ----------------------------------------------------------------- models
+    def is_model(self, obj):
+        return isinstance(obj, self.keras.Model)
+
+    def is_sequential(self, model):
+        return isinstance(model, self.keras.Sequential)
+
+    def is_layer(self, obj):
+        return isinstance(obj, self.keras.layers.Layer)
+
+    def is_input_layer(self, obj):
+        return isinstance(obj, self.keras.layers.InputLayer)
+
+    def functional_view(self, model):
+        """The functional graph behind ``model`` (Sequential models included).
+
+        Raises UnsupportedModelError for subclassed or unbuilt models.
+        """
+        if self.is_sequential(model):
+            graph = getattr(model, "_functional", None) if self.name == KERAS3 else model
+            if graph is None or not getattr(graph, "_nodes_by_depth", None):
+                raise UnsupportedModelError(
+                    f"Sequential model '{model.name}' has no known input shape, so "
+                    "its channel graph cannot be traced. Expected a built model: "
+                    "start it with `keras.Input(shape=...)` or call "
+                    "`model.build(input_shape)`. Received: model.built="
+                    f"{model.built}"
+                )
+            return graph
+        if not getattr(model, "_is_graph_network", True) or not hasattr(
+            model, "_nodes_by_depth"
+        ):
+            raise UnsupportedModelError(
+                f"Model '{model.name}' of class {type(model).__name__} is a "
+                "subclassed model; its call() is Python code whose channel flow "
+                "cannot be traced. Expected a Functional or Sequential model. "
+                "Rewrite it with the functional API (keras.Input + layer calls). "
+                f"Received: type(model)={type(model).__module__}."
+                f"{type(model).__name__}"
+            )
+        return model
+
+    def nodes_in_order(self, graph):
+        """Nodes of a functional graph, inputs first (topological order)."""
+        by_depth = graph._nodes_by_depth
+        for depth in sorted(by_depth, reverse=True):
+            yield from by_depth[depth]
+
+    def node_operation(self, node):
+        return node.operation if self.name == KERAS3 else node.layer
+
+    def node_inputs(self, node):
+        tensors = node.input_tensors if self.name == KERAS3 else node.keras_inputs
+        return list(tensors)
+
+    def node_outputs(self, node):
+        return list(self.keras.tree.flatten(node.outputs)) if self.name == KERAS3 else (
+            list(_tf_nest().flatten(node.outputs))
+        )
+
+    def tensor_key(self, tensor):
+        """A hashable identity of a symbolic tensor within its graph."""
+        layer, node_index, tensor_index = tensor._keras_history[:3]
+        return (id(layer), node_index, tensor_index)
+
+    def graph_inputs(self, graph):
+        return list(graph.inputs)
+
+    def graph_outputs(self, graph):
+        return list(graph.outputs)
+
+    def layer_config(self, layer):
+        return layer.get_config()
+
+    # ---------------------------------------------------------------- rebuild
+    def input(self, shape, dtype, name):
+        """A new symbolic input of ``shape`` (without the batch dimension)."""
+        return self.keras.Input(shape=tuple(shape), dtype=dtype, name=name)
+
+    def clone_functional(self, model, input_tensors, clone_function):
+        return self.keras.models.clone_model(
+            model, input_tensors=input_tensors, clone_function=clone_function
+        )
+
+    def sequential(self, layers, name):
+        return self.keras.Sequential(layers, name=name)
+
+    # ----------------------------------------------------------------- saving
+    @property
+    def save_suffix(self):
+        """File suffix of this line's native whole-model format."""
+        return ".keras"
+
+    def load_model(self, path, safe_mode=True, custom_objects=None):
+        return self.keras.models.load_model(
+            path, safe_mode=safe_mode, custom_objects=custom_objects
+        )
+
+
+def _tf_nest():
+    import tensorflow as tf
+
+    return tf.nest
+
+
+@functools.lru_cache(maxsize=None)
+def get_line(name=KERAS3):
+    """The :class:`KerasLine` called ``name`` (``"keras3"`` or ``"tf_keras"``)."""
+    return KerasLine(name)
+
+
+def line_of(model):
+    """The :class:`KerasLine` a model (or layer) belongs to.
+
+    Raises:
+        UnsupportedModelError: ``model`` is not a Keras 3 or tf_keras object.
+    """
+    module = type(model).__module__ or ""
+    for cls in type(model).__mro__:
+        module = cls.__module__ or ""
+        if module.startswith("tf_keras"):
+            return get_line(TF_KERAS)
+        if module.startswith("keras"):
+            return get_line(KERAS3)
+    raise UnsupportedModelError(
+        "Expected a Keras 3 (`keras.Model`) or tf_keras (`tf_keras.Model`) "
+        f"model. Received: model of type {type(model).__module__}."
+        f"{type(model).__name__}"
+    )

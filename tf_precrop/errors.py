@@ -1,0 +1,35 @@
+"""Exception types raised by tf_precrop.
+
+Every error is also a built-in ``ValueError`` or ``TypeError`` so callers that
+catch those keep working. Messages follow one shape: what went wrong, what was
+expected, and ``Received: name=value``; where there is a way out (a rule to
+register, a flag to set) the message says it.
+"""
+
+
+class PrecropError(Exception):
+    """Base class of every error raised on purpose by tf_precrop."""
+
+
+class UnsupportedModelError(PrecropError, TypeError):
+    """The object is not a model tf_precrop can walk (subclassed, unbuilt, ...)."""
+
+
+class UnsupportedLayerError(PrecropError, ValueError):
+    """A layer has no rule, or its rule cannot handle how the layer is used."""
+
+
+class WidthError(PrecropError, ValueError):
+    """Widths given to ``rebuild`` do not fit the channel graph."""
+
+
+class BudgetError(PrecropError, ValueError):
+    """A target or budget is invalid or cannot be met."""
+
+
+class ScoreError(PrecropError, ValueError):
+    """Saliency scores could not be computed or are unusable (NaN, all zero)."""
+
+
+class ExportError(PrecropError, RuntimeError):
+    """A TFLite/LiteRT export failed or did not verify."""
