@@ -1,3 +1,57 @@
-"""tf_precrop: structured pruning at initialization for Keras CNNs."""
+"""tf_precrop: structured pruning at initialization (PreCropping) for Keras CNNs.
+
+The pipeline, one stage per module:
+
+model graph (:func:`channel_groups`) → saliency scores (:mod:`tf_precrop.saliency`)
+→ layer densities (:mod:`tf_precrop.densities`) → channel widths
+(:mod:`tf_precrop.widths`) → rebuilt model (:func:`rebuild`) → export/report
+(:mod:`tf_precrop.export`, :func:`profile`).
+
+One call does it all: ``small = tf_precrop.crop(model, target=0.3)``.
+"""
+
+from tf_precrop import errors
+from tf_precrop.graph import (
+    ChannelGraph,
+    ChannelGroup,
+    LayerRule,
+    channel_groups,
+    register_rule,
+    unregister_rule,
+)
+from tf_precrop.profile import Profile, profile
+from tf_precrop.rebuild import rebuild
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ChannelGraph",
+    "ChannelGroup",
+    "LayerRule",
+    "Profile",
+    "channel_groups",
+    "errors",
+    "profile",
+    "rebuild",
+    "register_rule",
+    "unregister_rule",
+]
+
+
+def __getattr__(name):
+    # Heavier stages load on first use, keeping `import tf_precrop` light.
+    import importlib
+
+    lazy = {
+        "models": "tf_precrop.models",
+        "layers": "tf_precrop.layers",
+        "saliency": "tf_precrop.saliency",
+        "densities": "tf_precrop.densities",
+        "export": "tf_precrop.export",
+        "data": "tf_precrop.data",
+        "training": "tf_precrop.training",
+        "baselines": "tf_precrop.baselines",
+    }
+    if name in lazy:
+        return importlib.import_module(lazy[name])
+    raise AttributeError(f"module 'tf_precrop' has no attribute {name!r}")

@@ -1,0 +1,494 @@
+"""Channel graph: which tensors must share a channel count, and what each costs.
+
+:func:`channel_groups` walks a Functional or Sequential model (nested models
+included) once, asks each layer's rule how it maps channel counts, and merges
+width variables that must stay equal into *groups*. The result,
+:class:`ChannelGraph`, knows every group's current width, which groups are
+fixed (model inputs/outputs, layers that cannot change), the divisibility each
+group needs, and every layer's params/MACs as polynomials of the group widths —
+so the cost of any width assignment is known before a model is built.
+"""
+
+import dataclasses
+import math
+from fractions import Fraction
+
+from tf_precrop.backend import line_of
+from tf_precrop.errors import UnsupportedLayerError, UnsupportedModelError, WidthError
+from tf_precrop.graph.expr import LinearExpr, Poly
+from tf_precrop.graph.rules import GroupedView, rule_for
+
+
+@dataclasses.dataclass
+class LayerCall:
+    """One call of one layer in the graph (what a rule sees)."""
+
+    key: str
+    layer: object
+    class_name: str
+    config: dict
+    inputs: list
+    in_shapes: list
+    out_shapes: list
+    outputs: list = dataclasses.field(default_factory=list)
+    meta: dict = dataclasses.field(default_factory=dict)
+    first: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelGroup:
+    """Tensors whose channel counts must stay equal.
+
+    Attributes:
+        key: stable name: the first layer (in graph order) producing it.
+        width: current channel count.
+        fixed: True when the width cannot change (see ``reason``).
+        multiple_of: every width of this group must be a multiple of this.
+        producers: keys of the layers whose outputs belong to the group.
+        reason: why the group is fixed ("" when free).
+    """
+
+    key: str
+    width: int
+    fixed: bool
+    multiple_of: int
+    producers: tuple
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerNode:
+    """One layer of the graph with its costs as polynomials of group widths."""
+
+    key: str
+    class_name: str
+    inputs: tuple
+    outputs: tuple
+    params: Poly
+    macs: Poly
+    kernel: object  # Poly or None: the prunable kernel size
+
+    @property
+    def prunable(self):
+        return self.kernel is not None
+
+
+class _Builder:
+    """Walks the model graph and collects variables, ties and constraints."""
+
+    def __init__(self, model):
+        self.line = line_of(model)
+        self.widths = []  # original width per variable
+        self.producers = []
+        self.parent = []
+        self.fixed = {}  # var -> reason
+        self.ties = []
+        self.multiples = []
+        self.calls = []
+        self.seen_layers = {}
+        self.submodel_inputs = {}  # id(model) -> {tensor_key: expr}
+
+    # ------------------------------------------------------------ variables
+    def new_var(self, width, producer):
+        if width is None:
+            raise UnsupportedLayerError(
+                f"Layer '{producer}' has an unknown channel count. Expected a static "
+                "channel dimension. Received: channels=None"
+            )
+        self.widths.append(int(width))
+        self.producers.append(producer)
+        self.parent.append(len(self.parent))
+        return LinearExpr.var(len(self.widths) - 1)
+
+    def new_fixed(self, width, producer, reason):
+        expr = self.new_var(width, producer)
+        self.fix(expr, reason)
+        return expr
+
+    def find(self, v):
+        while self.parent[v] != v:
+            self.parent[v] = self.parent[self.parent[v]]
+            v = self.parent[v]
+        return v
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = min(ra, rb), max(ra, rb)
+            self.parent[hi] = lo
+
+    def canonical(self, expr):
+        return expr.map_vars(self.find)
+
+    def original_width(self, expr):
+        if isinstance(expr, GroupedView):
+            expr = expr.expr
+        value = expr.evaluate(self.widths)
+        return int(value) if value.denominator == 1 else value
+
+    def tie(self, a, b, where):
+        self.ties.append((a, b, where))
+        ca, cb = self.canonical(a), self.canonical(b)
+        sa, sb = ca.single(), cb.single()
+        if sa and sb and sa[1] == sb[1]:
+            self.union(sa[0], sb[0])
+
+    def fix(self, expr, reason):
+        for v in getattr(expr, "expr", expr).vars:
+            self.fixed.setdefault(v, reason)
+
+    def require_multiple(self, expr, k, where):
+        if k > 1:
+            self.multiples.append((expr, int(k), where))
+
+    # ----------------------------------------------------------------- walk
+    def walk(self, model, input_exprs=None, prefix=""):
+        line = self.line
+        graph = line.functional_view(model)
+        exprs = {}
+        inputs = line.graph_inputs(graph)
+        for i, tensor in enumerate(inputs):
+            if input_exprs is None:
+                name = tensor._keras_history[0].name
+                exprs[line.tensor_key(tensor)] = self.new_fixed(
+                    tensor.shape[-1], prefix + name, "model input"
+                )
+            else:
+                exprs[line.tensor_key(tensor)] = input_exprs[i]
+        self.submodel_inputs[id(model)] = dict(exprs)
+        for node in line.nodes_in_order(graph):
+            op = line.node_operation(node)
+            if line.is_input_layer(op):
+                continue
+            in_tensors = line.node_inputs(node)
+            out_tensors = line.node_outputs(node)
+            try:
+                in_exprs = [exprs[line.tensor_key(t)] for t in in_tensors]
+            except KeyError as e:  # pragma: no cover - malformed graph
+                raise UnsupportedModelError(
+                    f"Layer '{prefix}{op.name}' reads a tensor produced outside the "
+                    "model graph. Expected every input to come from the model's "
+                    f"inputs. Received: layer={op.name}"
+                ) from e
+            key = prefix + op.name
+            if line.is_model(op):
+                outs = self.walk(op, in_exprs, key + "/")
+            else:
+                outs = self._call(op, key, in_exprs, in_tensors, out_tensors)
+            if len(outs) != len(out_tensors):
+                raise UnsupportedLayerError(
+                    f"Layer '{key}' produced {len(out_tensors)} tensors but its rule "
+                    f"described {len(outs)}. Expected one expression per output. "
+                    f"Received: outputs={len(out_tensors)}"
+                )
+            for t, e in zip(out_tensors, outs, strict=True):
+                exprs[line.tensor_key(t)] = e
+        return [exprs[line.tensor_key(t)] for t in line.graph_outputs(graph)]
+
+    def _call(self, op, key, in_exprs, in_tensors, out_tensors):
+        is_layer = self.line.is_layer(op)
+        rule = rule_for(op, key, is_layer)
+        try:
+            config = op.get_config() if is_layer else {}
+        except NotImplementedError:
+            config = {}
+        call = LayerCall(
+            key=key,
+            layer=op,
+            class_name=type(op).__name__,
+            config=config,
+            inputs=in_exprs,
+            in_shapes=[tuple(t.shape[1:]) for t in in_tensors],
+            out_shapes=[tuple(t.shape[1:]) for t in out_tensors],
+        )
+        call.rule = rule
+        previous = self.seen_layers.get(id(op))
+        call.first = previous is None
+        outs = rule.propagate(call, self)
+        call.outputs = list(outs)
+        if previous is not None and getattr(op, "weights", None):
+            # A shared layer with weights: every call has the same widths.
+            for a, b in zip(previous.inputs, call.inputs, strict=False):
+                if isinstance(a, LinearExpr) and isinstance(b, LinearExpr):
+                    self.tie(a, b, key)
+            for a, b in zip(previous.outputs, call.outputs, strict=False):
+                if isinstance(a, LinearExpr) and isinstance(b, LinearExpr):
+                    self.tie(a, b, key)
+        if previous is None:
+            self.seen_layers[id(op)] = call
+        self.calls.append(call)
+        return outs
+
+    # ------------------------------------------------------------- finalize
+    def resolve_ties(self):
+        changed = True
+        while changed:
+            changed = False
+            for a, b, _ in self.ties:
+                ca, cb = self.canonical(a), self.canonical(b)
+                if ca == cb:
+                    continue
+                sa, sb = ca.single(), cb.single()
+                if sa and sb and sa[1] == sb[1]:
+                    self.union(sa[0], sb[0])
+                    changed = True
+        for a, b, where in self.ties:
+            ca, cb = self.canonical(a), self.canonical(b)
+            if ca != cb:
+                # Widths tied through different sums: keep all of them as they are.
+                if self.original_width(ca) != self.original_width(cb):
+                    raise UnsupportedLayerError(
+                        f"Layer '{where}' ties tensors of {self.original_width(ca)} and "
+                        f"{self.original_width(cb)} channels. Expected equal widths. "
+                        f"Received: {ca} vs {cb}"
+                    )
+                self.fix(ca, f"tied through unequal sums at '{where}'")
+                self.fix(cb, f"tied through unequal sums at '{where}'")
+
+
+class ChannelGraph:
+    """Channel groups and per-layer costs of one model (see :func:`channel_groups`).
+
+    Iterating yields the :class:`ChannelGroup` objects in graph order.
+    """
+
+    def __init__(self, model, builder):
+        self.model = model
+        self.line = builder.line
+        self._builder = builder
+        b = builder
+        roots = {}
+        for v in range(len(b.widths)):
+            roots.setdefault(b.find(v), []).append(v)
+        root_key = {}
+        taken = set()
+        for root in sorted(roots):
+            members = roots[root]
+            key = b.producers[min(members)]
+            base, n = key, 1
+            while key in taken:
+                n += 1
+                key = f"{base}#{n}"
+            taken.add(key)
+            root_key[root] = key
+        self._root_key = root_key
+
+        def to_key(v):
+            return root_key[b.find(v)]
+
+        fixed = {}
+        for v, reason in b.fixed.items():
+            fixed.setdefault(to_key(v), reason)
+        multiples = {k: 1 for k in root_key.values()}
+        for expr, k, _ in b.multiples:
+            canon = expr.map_vars(to_key)
+            for var, coeff in canon.terms.items():
+                c = Fraction(coeff)
+                need = k * c.denominator // math.gcd(c.numerator, k * c.denominator)
+                multiples[var] = math.lcm(multiples[var], need)
+        groups = []
+        for root in sorted(roots):
+            members = roots[root]
+            widths = {b.widths[v] for v in members}
+            key = root_key[root]
+            if len(widths) != 1:
+                raise UnsupportedLayerError(
+                    f"Channel group '{key}' joins tensors of different widths "
+                    f"{sorted(widths)}. Expected equal widths. Received: producers="
+                    f"{sorted({b.producers[v] for v in members})}"
+                )
+            groups.append(
+                ChannelGroup(
+                    key=key,
+                    width=widths.pop(),
+                    fixed=key in fixed,
+                    multiple_of=multiples[key],
+                    producers=tuple(dict.fromkeys(b.producers[v] for v in sorted(members))),
+                    reason=fixed.get(key, ""),
+                )
+            )
+        self.groups = tuple(groups)
+        self._by_key = {g.key: g for g in groups}
+        self._calls = b.calls
+        for call in b.calls:
+            call.inputs = [_map(e, to_key) for e in call.inputs]
+            call.outputs = [_map(e, to_key) for e in call.outputs]
+        self.layers = tuple(self._layer_nodes())
+
+    def _layer_nodes(self):
+        nodes = {}
+        order = []
+        for call in self._calls:
+            macs = call.rule.macs(call, self)
+            if call.first:
+                params = call.rule.params(call, self)
+                expected = call.layer.count_params() if self.line.is_layer(call.layer) else 0
+                got = params.evaluate(self.widths())
+                if got != expected:
+                    raise UnsupportedLayerError(
+                        f"The rule for layer '{call.key}' ({call.class_name}) counts "
+                        f"{got} parameters but the layer holds {expected}. Expected "
+                        "a rule that matches the layer's weights. Register a fitting "
+                        f"rule with `tf_precrop.register_rule`. Received: rule="
+                        f"{call.rule.name}"
+                    )
+                nodes[id(call.layer)] = dict(
+                    key=call.key,
+                    class_name=call.class_name,
+                    inputs=tuple(repr(e) for e in call.inputs),
+                    outputs=tuple(repr(e) for e in call.outputs),
+                    params=params,
+                    macs=macs,
+                    kernel=call.rule.kernel(call, self),
+                )
+                order.append(id(call.layer))
+            else:
+                node = nodes[id(call.layer)]
+                node["macs"] = node["macs"] + macs
+        return [LayerNode(**nodes[i]) for i in order]
+
+    # Rules ask the graph for original widths once expressions use group keys.
+    def original_width(self, expr):
+        if isinstance(expr, GroupedView):
+            expr = expr.expr
+        value = expr.evaluate(self.widths())
+        return int(value) if value.denominator == 1 else value
+
+    # ---------------------------------------------------------------- access
+    def __iter__(self):
+        return iter(self.groups)
+
+    def __len__(self):
+        return len(self.groups)
+
+    def __getitem__(self, key):
+        try:
+            return self._by_key[key]
+        except KeyError:
+            raise KeyError(
+                f"No channel group named {key!r}. Expected one of the group keys "
+                f"(e.g. {[g.key for g in self.groups[:5]]}). Received: key={key!r}"
+            ) from None
+
+    def widths(self):
+        """``{group key: current width}``."""
+        return {g.key: g.width for g in self.groups}
+
+    @property
+    def free_groups(self):
+        return tuple(g for g in self.groups if not g.fixed)
+
+    def resolve_widths(self, widths):
+        """Full, validated ``{group: width}`` from a dict or a scalar multiplier.
+
+        A scalar multiplies every free group's width, rounded to the nearest
+        allowed multiple (at least one multiple). A dict may name any subset of
+        the groups; the rest keep their width.
+        """
+        current = self.widths()
+        if isinstance(widths, (int, float)) and not isinstance(widths, bool):
+            if not math.isfinite(widths) or widths <= 0:
+                raise WidthError(
+                    "A width multiplier must be a positive finite number. "
+                    f"Received: widths={widths!r}"
+                )
+            new = dict(current)
+            for g in self.free_groups:
+                m = g.multiple_of
+                new[g.key] = max(m, int(round(g.width * widths / m)) * m)
+            return new
+        if not isinstance(widths, dict):
+            raise WidthError(
+                "Expected `widths` to be a dict {group key: int} or a positive "
+                f"multiplier. Received: widths of type {type(widths).__name__}"
+            )
+        new = dict(current)
+        for key, value in widths.items():
+            group = self[key]
+            if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+                hasattr(value, "__index__")
+            ):
+                raise WidthError(
+                    f"Width of group '{key}' must be an integer. Received: {key}={value!r}"
+                )
+            value = int(value)
+            if group.fixed and value != group.width:
+                raise WidthError(
+                    f"Group '{key}' is fixed at {group.width} channels ({group.reason}). "
+                    f"Expected its width unchanged. Received: {key}={value}"
+                )
+            if value < 1 or value % group.multiple_of:
+                raise WidthError(
+                    f"Width of group '{key}' must be a positive multiple of "
+                    f"{group.multiple_of}. Received: {key}={value}"
+                )
+            new[key] = value
+        return new
+
+    def cost(self, widths=None, kind="params"):
+        """Total params or MACs for a width assignment (default: current)."""
+        w = self.widths() if widths is None else widths
+        attr = {"params": "params", "macs": "macs"}[kind]
+        return int(sum(getattr(n, attr).evaluate(w) for n in self.layers))
+
+    def __repr__(self):
+        free = len(self.free_groups)
+        return (
+            f"<ChannelGraph model={self.model.name!r} groups={len(self.groups)} "
+            f"free={free} layers={len(self.layers)}>"
+        )
+
+    def summary(self):
+        """A text table of the groups (key, width, fixed/multiple, producers)."""
+        lines = [f"{'group':40s} {'width':>6s} {'mult':>5s}  status"]
+        for g in self.groups:
+            status = f"fixed: {g.reason}" if g.fixed else "free"
+            lines.append(f"{g.key[:40]:40s} {g.width:6d} {g.multiple_of:5d}  {status}")
+        return "\n".join(lines)
+
+
+def _map(expr, fn):
+    if isinstance(expr, GroupedView):
+        return GroupedView(expr.expr.map_vars(fn), expr.groups, expr.order)
+    return expr.map_vars(fn)
+
+
+def channel_groups(model):
+    """Walks ``model`` and returns its :class:`ChannelGraph`.
+
+    Args:
+        model: a built Functional or Sequential model, Keras 3 or tf_keras.
+            Nested models, multiple inputs and outputs are supported.
+
+    Returns:
+        A :class:`ChannelGraph`: iterate it for the :class:`ChannelGroup`
+        objects; ``graph.layers`` holds per-layer cost polynomials.
+
+    Raises:
+        UnsupportedModelError: for subclassed or unbuilt models.
+        UnsupportedLayerError: for a layer without a rule (register one with
+            :func:`tf_precrop.register_rule`) or one used in a way its rule
+            cannot follow.
+
+    Example:
+
+    >>> import keras, tf_precrop
+    >>> x = keras.Input((32, 32, 3))
+    >>> y = keras.layers.Conv2D(16, 3)(x)
+    >>> y = keras.layers.GlobalAveragePooling2D()(y)
+    >>> model = keras.Model(x, keras.layers.Dense(10)(y))
+    >>> [(g.key, g.width, g.fixed) for g in tf_precrop.channel_groups(model)]
+    [('input_layer', 3, True), ('conv2d', 16, False), ('dense', 10, True)]
+    """
+    line = line_of(model)
+    if not line.is_model(model):
+        raise UnsupportedModelError(
+            "Expected a Keras model (Functional or Sequential). Received: "
+            f"object of type {type(model).__name__}"
+        )
+    builder = _Builder(model)
+    outputs = builder.walk(model)
+    builder.resolve_ties()
+    for expr in outputs:
+        builder.fix(expr, "model output")
+    return ChannelGraph(model, builder)
