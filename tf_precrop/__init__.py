@@ -19,6 +19,7 @@ from tf_precrop.graph import (
     register_rule,
     unregister_rule,
 )
+from tf_precrop.plan import METHODS, Plan, crop, plan
 from tf_precrop.profile import Profile, profile
 from tf_precrop.rebuild import rebuild
 
@@ -28,9 +29,15 @@ __all__ = [
     "ChannelGraph",
     "ChannelGroup",
     "LayerRule",
+    "METHODS",
+    "Plan",
     "Profile",
     "channel_groups",
+    "crop",
     "errors",
+    "export_tflite",
+    "benchmark_tflite",
+    "plan",
     "profile",
     "rebuild",
     "register_rule",
@@ -54,4 +61,6 @@ def __getattr__(name):
     }
     if name in lazy:
         return importlib.import_module(lazy[name])
+    if name in ("export_tflite", "benchmark_tflite", "verify_tflite"):
+        return getattr(importlib.import_module("tf_precrop.export"), name)
     raise AttributeError(f"module 'tf_precrop' has no attribute {name!r}")

@@ -67,6 +67,14 @@ class LayerNode:
     params: Poly
     macs: Poly
     kernel: object  # Poly or None: the prunable kernel size
+    out_expr: object = None  # LinearExpr of the (first) output's channels
+
+    def width(self, widths):
+        """Output channel count of this layer for a width assignment."""
+        if self.out_expr is None:
+            return None
+        value = self.out_expr.evaluate(widths)
+        return int(value) if value.denominator == 1 else float(value)
 
     @property
     def prunable(self):
@@ -340,6 +348,9 @@ class ChannelGraph:
                     params=params,
                     macs=macs,
                     kernel=call.rule.kernel(call, self),
+                    out_expr=next(
+                        (e for e in call.outputs if isinstance(e, LinearExpr)), None
+                    ),
                 )
                 order.append(id(call.layer))
             else:

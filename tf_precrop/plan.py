@@ -1,0 +1,367 @@
+"""Plan stage: the one-call API — ``plan()`` → :class:`Plan` → ``apply()``.
+
+A plan is data: per-group widths, per-layer target and achieved densities and
+the cost before and after, computed without building anything. It prints as a
+table, saves as plain JSON, and rebuilds the model with :meth:`Plan.apply`.
+"""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+
+from tf_precrop.errors import BudgetError
+from tf_precrop.graph.channel_graph import channel_groups
+from tf_precrop.rebuild import rebuild
+from tf_precrop.widths import BUDGET_KINDS, WidthProblem, resolve_budget
+
+SCORE_METHODS = ("synflow", "snip", "grasp", "magnitude", "random")
+DENSITY_METHODS = ("uniform", "erk", "synexp")
+METHODS = SCORE_METHODS + DENSITY_METHODS + ("uniform_width",)
+DEFAULT_METHOD = "synexp"
+DEFAULT_BALANCE = 0.5
+PLAN_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    key: str
+    class_name: str
+    group: str
+    width_before: int
+    width_after: int
+    target_density: float
+    achieved_density: float
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Widths for one model under one budget, and how they were reached.
+
+    Attributes:
+        model_name: name of the planned model.
+        method, budget, target: the settings that produced the plan.
+        widths: ``{group key: new width}`` for every channel group.
+        original_widths: ``{group key: width today}``.
+        layers: tuple of :class:`LayerPlan` (prunable layers).
+        params, macs: ``(before, after)`` totals.
+        budget_value: the absolute budget in ``budget`` units.
+        within_tolerance: whether the cost is within ±1% of the budget (if
+            not, the plan holds the closest the rounding could reach).
+        settings: the remaining arguments (round_to, preconfig, seed, ...).
+    """
+
+    model_name: str
+    method: str
+    budget: str
+    target: float
+    widths: dict
+    original_widths: dict
+    layers: tuple
+    params: tuple
+    macs: tuple
+    budget_value: float
+    within_tolerance: bool
+    settings: dict
+    _model: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    # ------------------------------------------------------------- results
+    @property
+    def achieved(self):
+        """Achieved cost as a fraction of the dense model, in budget units."""
+        before, after = self.params if self.budget == "params" else self.macs
+        return after / before
+
+    def apply(self, model=None):
+        """Builds the cropped model (fresh weights). ``model`` defaults to the planned one."""
+        model = model if model is not None else self._model
+        if model is None:
+            raise ValueError(
+                "This plan holds no model (it was loaded from JSON). Expected "
+                "`plan.apply(model)` with the model it was made for. Received: model=None"
+            )
+        graph = channel_groups(model)
+        current = graph.widths()
+        if current != self.original_widths:
+            diff = sorted(set(current.items()) ^ set(self.original_widths.items()))[:4]
+            raise ValueError(
+                f"This plan was made for model '{self.model_name}' and does not fit "
+                f"model '{model.name}': its channel groups differ. Expected the same "
+                f"architecture. Received: differing groups {diff}"
+            )
+        changed = {k: v for k, v in self.widths.items() if v != current[k]}
+        return rebuild(model, changed, graph=graph)
+
+    # ------------------------------------------------------------- reports
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        data.pop("_model")
+        data["format"] = PLAN_FORMAT
+        data["layers"] = [dataclasses.asdict(layer) for layer in self.layers]
+        return data
+
+    def to_json(self, path=None):
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path):
+        """Loads a plan saved with :meth:`to_json` (a JSON string or a file path)."""
+        text = text_or_path
+        if not str(text_or_path).lstrip().startswith("{"):
+            with open(text_or_path, encoding="utf-8") as f:
+                text = f.read()
+        data = json.loads(text)
+        if data.pop("format", None) != PLAN_FORMAT:
+            raise ValueError(
+                f"Unknown plan format. Expected format={PLAN_FORMAT}. Received: "
+                f"format={data.get('format')!r}"
+            )
+        data["layers"] = tuple(LayerPlan(**layer) for layer in data["layers"])
+        data["params"] = tuple(data["params"])
+        data["macs"] = tuple(data["macs"])
+        return cls(**data)
+
+    def summary(self, max_rows=None):
+        """A readable table: per layer widths, densities, params and MACs."""
+        from tf_precrop.report import plan_summary
+
+        return plan_summary(self, max_rows=max_rows)
+
+    def __str__(self):
+        (p0, p1), (m0, m1) = self.params, self.macs
+        return (
+            f"Plan({self.model_name}, {self.method}, {self.budget} target {self.target}: "
+            f"params {p0:,}→{p1:,} ({p1 / p0:.1%}), MACs {m0:,}→{m1:,} ({m1 / max(m0, 1):.1%}))"
+        )
+
+
+def plan(
+    model,
+    target,
+    *,
+    budget="params",
+    method=DEFAULT_METHOD,
+    data=None,
+    round_to=8,
+    preconfig=False,
+    seed=None,
+    **options,
+):
+    """Plans per-group channel widths for ``model`` under a params or MACs budget.
+
+    Args:
+        model: a Functional or Sequential model (Keras 3 or tf_keras). It is
+            never modified.
+        target: the budget: a fraction of the dense model's cost (float,
+            ``0 < target ≤ 1``; up to the PreConfig bound with
+            ``preconfig=True``) or an absolute count (int > 1).
+        budget: ``"params"`` (all parameters, as ``count_params``) or
+            ``"macs"`` (see :mod:`tf_precrop.profile` for the convention).
+        method: where the layer densities come from. ``"synexp"`` (default,
+            data-free: maximise Σ log p_l under the budget — PreCrop-Params /
+            PreCrop-FLOPs), ``"synflow"`` (iterative, data-free), ``"snip"`` and
+            ``"grasp"`` (need ``data``), ``"magnitude"``, ``"random"``,
+            ``"uniform"``, ``"erk"``; or ``"uniform_width"`` (every free group
+            scaled by one factor — the baseline to beat).
+        data: ``(x, y)`` arrays or a ``tf.data.Dataset`` for SNIP/GraSP.
+        round_to: channel multiple for groups of ≥ 32 channels (1 below).
+        preconfig: allow widening (PreConfig): widths up to ``upper`` (option,
+            default 2.0) times today's.
+        seed: seed for random scores and initialisation-dependent methods.
+        **options: ``balance`` (width-balance weight of the fit, default 0.5),
+            ``min_channels`` (default 1), ``upper``, ``tolerance`` (0.01),
+            ``rounds`` (SynFlow rounds, 100), ``verbose`` (1), ``loss``,
+            ``score_density`` (density at which scores are thresholded;
+            default: the target fraction, or 0.5 for PreConfig).
+
+    Returns:
+        A :class:`Plan`; ``plan.apply()`` builds the cropped model.
+
+    Raises:
+        BudgetError: unknown budget kind, target ≤ 0, NaN, above 1 without
+            PreConfig, or below the smallest model the graph allows.
+        ValueError: unknown method; SNIP/GraSP without data.
+
+    Example:
+
+    >>> import tf_precrop
+    >>> model = tf_precrop.models.resnet20()
+    >>> p = tf_precrop.plan(model, 0.3, budget="params")
+    >>> small = p.apply()
+    >>> abs(small.count_params() / model.count_params() - 0.3) < 0.01
+    True
+    """
+    unknown = set(options) - {
+        "balance", "min_channels", "upper", "tolerance", "rounds", "verbose", "loss", "score_density",
+    }
+    if unknown:
+        raise TypeError(
+            f"plan() got unknown options {sorted(unknown)}. Expected some of balance, "
+            "min_channels, upper, tolerance, rounds, verbose, loss, score_density. "
+            f"Received: {sorted(unknown)}"
+        )
+    if method not in METHODS:
+        raise ValueError(f"Unknown method. Expected one of {METHODS}. Received: method={method!r}")
+    if budget not in BUDGET_KINDS:
+        raise BudgetError(
+            f"Unknown budget kind. Expected one of {BUDGET_KINDS}. Received: budget={budget!r}"
+        )
+    upper = float(options.get("upper", 2.0 if preconfig else 1.0))
+    if upper < 1 or (upper > 1 and not preconfig):
+        raise BudgetError(
+            "`upper` (the largest width ratio) must be 1 without PreConfig and ≥ 1 "
+            f"with it. Received: upper={upper}, preconfig={preconfig}"
+        )
+    graph = channel_groups(model)
+    problem = WidthProblem(
+        graph,
+        budget=budget,
+        upper=upper,
+        min_channels=options.get("min_channels", 1),
+        balance=options.get("balance", DEFAULT_BALANCE),
+    )
+    budget_value = resolve_budget(
+        target, problem.dense_cost, problem.min_cost(), problem.max_cost(), preconfig, budget
+    )
+    fraction = budget_value / problem.dense_cost
+    targets = _target_densities(model, graph, problem, method, fraction, data, seed, options)
+    solution = problem.solve(
+        targets, budget_value, round_to=int(round_to), tolerance=float(options.get("tolerance", 0.01))
+    )
+    return _make_plan(model, graph, problem, solution, targets, method, budget, target, dict(
+        round_to=int(round_to),
+        preconfig=bool(preconfig),
+        seed=seed,
+        balance=problem.balance,
+        upper=upper,
+        min_channels=options.get("min_channels", 1),
+        rounds=options.get("rounds", 100) if method == "synflow" else None,
+    ))
+
+
+def crop(model, target, **kwargs):
+    """Plans and builds in one call: ``plan(model, target, **kwargs).apply()``.
+
+    Returns a new, smaller (or, with ``preconfig=True``, re-balanced) Keras model
+    with fresh weights. See :func:`plan` for the arguments.
+
+    Example:
+
+    >>> import tf_precrop
+    >>> small = tf_precrop.crop(tf_precrop.models.resnet20(), 0.5, budget="macs")
+    """
+    return plan(model, target, **kwargs).apply()
+
+
+def _target_densities(model, graph, problem, method, fraction, data, seed, options):
+    """Per prunable layer target density (None for uniform width scaling)."""
+    nodes = problem.prunable
+    if method == "uniform_width":
+        return None
+    if method == "uniform":
+        return {n.key: min(fraction, 1.0) for n in nodes}
+    from tf_precrop import densities as dens
+
+    w0 = graph.widths()
+    kernel_sizes = {n.key: float(n.kernel.evaluate(w0)) for n in nodes}
+    if method == "synexp":
+        attr = "params" if problem.kind == "params" else "macs"
+        costs = {}
+        for n in nodes:
+            cost = float(getattr(n, attr).evaluate(w0))
+            costs[n.key] = cost if cost > 0 else kernel_sizes[n.key]
+        total = sum(costs.values())
+        upper = float(problem.upper.max())
+        kernel_budget = min(fraction, upper) * total
+        return dens.synexp_densities(costs, kernel_budget, upper=upper)
+    if method == "erk":
+        shapes = _kernel_shapes(model, graph, nodes)
+        return dens.erk_densities(shapes, min(fraction, 1.0))
+    from tf_precrop.saliency import compute_scores
+
+    score_density = options.get("score_density")
+    if score_density is None:
+        score_density = fraction if fraction < 1 else 0.5
+    if not 0 < score_density <= 1:
+        raise BudgetError(f"`score_density` must be in (0, 1]. Received: score_density={score_density}")
+    scores = compute_scores(
+        model,
+        method,
+        data=data,
+        loss=options.get("loss"),
+        target_density=score_density,
+        rounds=options.get("rounds", 100),
+        seed=seed,
+        verbose=options.get("verbose", 1),
+        layers=[n.key for n in nodes],
+    )
+    per_layer = {k: v for k, v in scores.per_layer.items() if k in kernel_sizes}
+    result = dens.global_threshold_densities(per_layer, score_density)
+    # A layer the threshold removed entirely keeps the smallest fit-able density.
+    return {k: max(float(v), 1.0 / kernel_sizes[k]) for k, v in result.items()}
+
+
+def _kernel_shapes(model, graph, nodes):
+    from tf_precrop.saliency import prunable_kernels
+
+    found = dict(prunable_kernels(model, layers=[n.key for n in nodes]))
+    shapes = {}
+    for n in nodes:
+        kernels = found.get(n.key, [])
+        if len(kernels) == 1:
+            shapes[n.key] = tuple(int(d) for d in kernels[0].shape)
+        else:  # separable: depthwise + pointwise, use the pointwise shape
+            shapes[n.key] = tuple(int(d) for d in kernels[-1].shape)
+    return shapes
+
+
+def _make_plan(model, graph, problem, solution, targets, method, budget, target, settings):
+    w0, w1 = graph.widths(), solution.widths
+    layers = []
+    target_map = targets or {}
+    for n in problem.prunable:
+        layers.append(
+            LayerPlan(
+                key=n.key,
+                class_name=n.class_name,
+                group=repr(n.out_expr),
+                width_before=n.width(w0),
+                width_after=n.width(w1),
+                target_density=float(target_map.get(n.key, solution.densities[n.key])),
+                achieved_density=float(solution.densities[n.key]),
+                params_before=int(n.params.evaluate(w0)),
+                params_after=int(n.params.evaluate(w1)),
+                macs_before=int(n.macs.evaluate(w0)),
+                macs_after=int(n.macs.evaluate(w1)),
+            )
+        )
+    params = (graph.cost(w0, "params"), graph.cost(w1, "params"))
+    macs = (graph.cost(w0, "macs"), graph.cost(w1, "macs"))
+    if isinstance(target, (np.integer, np.floating)):
+        target = target.item()
+    if isinstance(target, float) and not math.isfinite(target):  # pragma: no cover
+        raise BudgetError(f"Received: target={target}")
+    return Plan(
+        model_name=model.name,
+        method=method,
+        budget=budget,
+        target=target,
+        widths=dict(w1),
+        original_widths=dict(w0),
+        layers=tuple(layers),
+        params=params,
+        macs=macs,
+        budget_value=float(solution.budget),
+        within_tolerance=bool(solution.within_tolerance),
+        settings=settings,
+        _model=model,
+    )

@@ -1,0 +1,352 @@
+"""Channel widths stage: from target layer densities to integer channel counts.
+
+One keep ratio ``r_g = new width / old width`` per free channel group. A layer's
+achieved density is its kernel size at the new widths over its kernel size
+today — ``r_in·r_out`` for a conv or dense layer between two groups, ``r_g``
+for a depthwise one, a ratio of sums after a concatenation. :func:`solve_widths`
+
+1. fits the ratios to the target densities in log space, up to one common
+   offset (the densities give the *profile*; the budget gives the level):
+   minimise ``Σ_l (log d_l(r) − log p_l − α)² + β Σ_(a,b) (log r_a − log r_b)²``
+   where the second sum runs over the (input, output) group pairs of every
+   conv/dense layer. ``β`` (``balance``) keeps a layer's output width in
+   proportion to its input width: without it, pairs of layers whose densities
+   only fix the product ``r_a·r_b`` (a residual block's two convs) have a
+   free direction that the solver resolves by squeezing the block's inner
+   width to a few channels, which trains poorly;
+2. subject to the exact budget ``cost(r) = B`` (params or MACs, the whole
+   model), bounds ``lower_g ≤ r_g ≤ upper`` (``upper`` = 1 for PreCrop, > 1
+   for PreConfig) and fixed input/output groups — solved with scipy's SLSQP
+   from the uniform-scaling point;
+3. rounds each width to a multiple of ``round_to`` (default 8 when the width
+   is ≥ 32 channels, else 1; always a multiple of the group's ``multiple_of``)
+   and repairs the rounding greedily — one quantum at a time, on the group
+   whose step changes the fit least per unit of cost — until the cost is within
+   ``tolerance`` (1%) of the budget, or reports the closest it reached.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from tf_precrop.errors import BudgetError
+
+BUDGET_KINDS = ("params", "macs")
+
+
+class CompiledPolys:
+    """Many degree-≤2 polynomials over group widths, evaluated with numpy."""
+
+    def __init__(self, polys, index):
+        owner, coef, left, right = [], [], [], []
+        const = len(index)
+        for k, poly in enumerate(polys):
+            for mono, c in poly.terms.items():
+                idx = [index[v] for v in mono] + [const] * (2 - len(mono))
+                owner.append(k)
+                coef.append(float(c))
+                left.append(idx[0])
+                right.append(idx[1])
+        self.n = len(polys)
+        self.owner = np.asarray(owner, dtype=np.int64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.left = np.asarray(left, dtype=np.int64)
+        self.right = np.asarray(right, dtype=np.int64)
+        self.size = len(index)
+
+    def _ext(self, w):
+        return np.append(w, 1.0)
+
+    def values(self, w):
+        e = self._ext(w)
+        return np.bincount(self.owner, self.coef * e[self.left] * e[self.right], minlength=self.n)
+
+    def jacobian(self, w):
+        """d value_k / d w_g as a dense (n_polys, n_groups) array."""
+        e = self._ext(w)
+        jac = np.zeros((self.n, self.size + 1))
+        np.add.at(jac, (self.owner, self.left), self.coef * e[self.right])
+        np.add.at(jac, (self.owner, self.right), self.coef * e[self.left])
+        return jac[:, : self.size]
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthSolution:
+    """Integer widths and how well they meet the budget and the densities."""
+
+    widths: dict
+    continuous: dict
+    cost: int
+    budget: float
+    dense_cost: int
+    within_tolerance: bool
+    densities: dict  # achieved per prunable layer
+
+
+class WidthProblem:
+    """The fitting problem of one graph, budget kind and set of target densities."""
+
+    def __init__(self, graph, budget="params", upper=1.0, min_channels=1, balance=0.5):
+        if budget not in BUDGET_KINDS:
+            raise BudgetError(
+                f"Unknown budget kind. Expected one of {BUDGET_KINDS}. Received: budget={budget!r}"
+            )
+        self.graph = graph
+        self.kind = budget
+        self.balance = float(balance)
+        self.keys = [g.key for g in graph.groups]
+        self.index = {k: i for i, k in enumerate(self.keys)}
+        self.w0 = np.array([g.width for g in graph.groups], dtype=np.float64)
+        self.free = np.array([not g.fixed for g in graph.groups])
+        self.multiple = np.array([g.multiple_of for g in graph.groups], dtype=np.int64)
+        floor = np.maximum(self.multiple, math.ceil(min_channels))
+        self.lower = np.where(self.free, np.minimum(floor, self.w0) / self.w0, 1.0)
+        self.upper = np.where(self.free, float(upper), 1.0)
+        attr = "params" if budget == "params" else "macs"
+        self.cost_polys = CompiledPolys([getattr(n, attr) for n in graph.layers], self.index)
+        self.prunable = [n for n in graph.layers if n.kernel is not None and _has_free(n, graph)]
+        self.kernel_polys = CompiledPolys([n.kernel for n in self.prunable], self.index)
+        self.k0 = self.kernel_polys.values(self.w0)
+        self.dense_cost = float(self.cost_polys.values(self.w0).sum())
+        pairs = set()
+        for node in self.prunable:
+            # Pairs of free groups that meet in a kernel (a layer's input and output).
+            for mono in node.kernel.terms:
+                if len(mono) == 2 and mono[0] != mono[1]:
+                    a, b = self.index[mono[0]], self.index[mono[1]]
+                    if self.free[a] and self.free[b]:
+                        pairs.add((min(a, b), max(a, b)))
+        self.pairs = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+
+    # ------------------------------------------------------------------ costs
+    def cost(self, w):
+        return float(self.cost_polys.values(w).sum())
+
+    def min_cost(self):
+        return self.cost(self.w0 * self.lower)
+
+    def max_cost(self):
+        return self.cost(self.w0 * self.upper)
+
+    def uniform_scale(self, budget):
+        """The multiplier s with cost(w0·clip(s)) = budget (bisection in log s)."""
+        lo, hi = np.log(self.lower.min()), np.log(self.upper.max())
+
+        def cost_at(log_s):
+            r = np.clip(np.exp(log_s), self.lower, self.upper)
+            return self.cost(self.w0 * np.where(self.free, r, 1.0))
+
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            if cost_at(mid) > budget:
+                hi = mid
+            else:
+                lo = mid
+        return float(np.exp(0.5 * (lo + hi)))
+
+    # -------------------------------------------------------------- objective
+    def densities(self, w):
+        return self.kernel_polys.values(w) / self.k0
+
+    def objective(self, w, log_targets):
+        """Fit error (offset profiled out) plus balance penalty; lower is better."""
+        resid = np.log(np.maximum(self.densities(w), 1e-300)) - log_targets
+        resid = resid - resid.mean() if len(resid) else resid
+        x = np.log(w / self.w0)
+        pen = 0.0
+        if len(self.pairs):
+            pen = self.balance * float(np.sum((x[self.pairs[:, 0]] - x[self.pairs[:, 1]]) ** 2))
+        return float(np.sum(resid**2)) + pen
+
+    def solve(self, targets, budget, round_to=8, tolerance=0.01):
+        """Continuous fit, then rounding and repair. See the module docstring.
+
+        ``targets=None`` means uniform width scaling: every free group scaled by
+        one multiplier, then rounded and repaired towards that profile.
+        """
+        free_idx = np.flatnonzero(self.free)
+        if targets is None:
+            s = self.uniform_scale(budget)
+            continuous = self.w0 * np.where(self.free, np.clip(s, self.lower, self.upper), 1.0)
+            log_targets = np.log(np.maximum(self.densities(continuous), 1e-300))
+        else:
+            log_targets = self._log_targets(targets)
+            continuous = self._fit(log_targets, budget, free_idx)
+        widths = self._round(continuous, round_to)
+        widths, ok = self._repair(widths, continuous, log_targets, budget, round_to, tolerance)
+        achieved = self.densities(widths.astype(np.float64))
+        return WidthSolution(
+            widths={k: int(v) for k, v in zip(self.keys, widths, strict=True)},
+            continuous={k: float(v) for k, v in zip(self.keys, continuous, strict=True)},
+            cost=int(round(self.cost(widths.astype(np.float64)))),
+            budget=float(budget),
+            dense_cost=int(round(self.dense_cost)),
+            within_tolerance=ok,
+            densities={n.key: float(d) for n, d in zip(self.prunable, achieved, strict=True)},
+        )
+
+    def _log_targets(self, targets):
+        missing = [n.key for n in self.prunable if n.key not in targets]
+        if missing:
+            raise BudgetError(
+                f"Target densities are missing for {len(missing)} prunable layers. "
+                f"Expected a density for every prunable layer. Received: missing={missing[:5]}"
+            )
+        p = np.array([float(targets[n.key]) for n in self.prunable])
+        return np.log(np.clip(p, 1e-4, None))
+
+    def _fit(self, log_targets, budget, free_idx):
+        from scipy.optimize import minimize
+
+        s = self.uniform_scale(budget)
+        x0 = np.log(np.clip(s, self.lower, self.upper))[free_idx]
+        if len(free_idx) == 0:
+            return self.w0.copy()
+        log_b = math.log(budget)
+
+        def full_w(xf):
+            x = np.zeros_like(self.w0)
+            x[free_idx] = xf
+            return self.w0 * np.exp(x)
+
+        def fun(xf):
+            w = full_w(xf)
+            d = self.densities(w)
+            resid = np.log(np.maximum(d, 1e-300)) - log_targets
+            resid = resid - resid.mean() if len(resid) else resid
+            jac = self.kernel_polys.jacobian(w) * w / np.maximum(self.kernel_polys.values(w), 1e-300)[:, None]
+            grad = 2.0 * (resid @ jac)
+            val = float(np.sum(resid**2))
+            x = np.log(w / self.w0)
+            if len(self.pairs):
+                diff = x[self.pairs[:, 0]] - x[self.pairs[:, 1]]
+                val += self.balance * float(np.sum(diff**2))
+                np.add.at(grad, self.pairs[:, 0], 2 * self.balance * diff)
+                np.add.at(grad, self.pairs[:, 1], -2 * self.balance * diff)
+            return val, grad[free_idx]
+
+        def con(xf):
+            return math.log(self.cost(full_w(xf))) - log_b
+
+        def con_jac(xf):
+            w = full_w(xf)
+            jac = self.cost_polys.jacobian(w).sum(axis=0) * w / self.cost(w)
+            return jac[free_idx]
+
+        bounds = list(zip(np.log(self.lower[free_idx]), np.log(self.upper[free_idx]), strict=True))
+        result = minimize(
+            fun,
+            x0,
+            jac=True,
+            method="SLSQP",
+            bounds=bounds,
+            constraints=[{"type": "eq", "fun": con, "jac": con_jac}],
+            options={"maxiter": 300, "ftol": 1e-10},
+        )
+        xf = result.x if np.all(np.isfinite(result.x)) else x0
+        if abs(con(xf)) > 1e-3:  # SLSQP gave up: fall back to uniform scaling
+            xf = x0
+        return full_w(xf)
+
+    def _quantum(self, continuous, round_to):
+        q = np.where(continuous >= 32, round_to, 1).astype(np.int64)
+        return np.array([math.lcm(int(a), int(b)) for a, b in zip(q, self.multiple, strict=True)])
+
+    def _round(self, continuous, round_to):
+        q = self._quantum(continuous, round_to)
+        widths = np.maximum(np.round(continuous / q) * q, q).astype(np.int64)
+        cap = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
+        over = widths > cap
+        widths[over] = np.where(cap[over] % self.multiple[over] == 0, cap[over], widths[over] - q[over])
+        widths = np.where(self.free, widths, self.w0.astype(np.int64))
+        lo = np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64)
+        return np.maximum(widths, lo)
+
+    def _steps(self, widths, q, direction):
+        """Candidate widths one quantum up or down per free group (or None)."""
+        cap = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
+        lo = np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64)
+        new = widths + direction * q
+        if direction < 0:
+            # Snap an off-grid width (the original one) down to the grid first.
+            off = widths % q != 0
+            new[off] = (widths[off] // q[off]) * q[off]
+            ok = (new >= lo) & (new >= 1)
+        else:
+            off = widths % q != 0
+            new[off] = (widths[off] // q[off] + 1) * q[off]
+            keep_orig = (new > cap) & (cap % self.multiple == 0) & (widths < cap)
+            new[keep_orig] = cap[keep_orig]
+            ok = new <= cap
+        return np.where(self.free & ok, new, -1)
+
+    def _repair(self, widths, continuous, log_targets, budget, round_to, tolerance):
+        q = self._quantum(continuous, round_to)
+        hi, lo_b = budget * (1 + tolerance), budget * (1 - tolerance)
+        for _ in range(10000):
+            cost = self.cost(widths.astype(np.float64))
+            if cost > hi:
+                direction = -1
+            elif cost < lo_b:
+                direction = 1
+            else:
+                return widths, True
+            cand = self._steps(widths, q, direction)
+            best, best_score = None, None
+            base = self.objective(widths.astype(np.float64), log_targets)
+            for g in np.flatnonzero(cand > 0):
+                trial = widths.copy()
+                trial[g] = cand[g]
+                new_cost = self.cost(trial.astype(np.float64))
+                delta_cost = abs(new_cost - cost)
+                if delta_cost <= 0 or (direction > 0 and new_cost > hi):
+                    continue
+                harm = self.objective(trial.astype(np.float64), log_targets) - base
+                score = harm / delta_cost
+                if best_score is None or score < best_score:
+                    best, best_score = trial, score
+            if best is None:
+                return widths, False
+            widths = best
+        return widths, False  # pragma: no cover
+
+
+def _has_free(node, graph):
+    return any(not graph[v].fixed for v in node.kernel.vars)
+
+
+def resolve_budget(target, dense_cost, min_cost, max_cost, preconfig, kind):
+    """Absolute budget from a target; validates it. See :func:`tf_precrop.plan`."""
+    if isinstance(target, bool) or not isinstance(target, (int, float, np.integer, np.floating)):
+        raise BudgetError(
+            "Expected `target` to be a number: a fraction of the dense cost or an "
+            f"absolute {kind} count. Received: target={target!r}"
+        )
+    if not math.isfinite(target) or target <= 0:
+        raise BudgetError(
+            f"`target` must be a positive, finite number. Received: target={target!r}"
+        )
+    if isinstance(target, (int, np.integer)) and target > 1:
+        budget = float(target)
+    else:
+        if target > 1 and not preconfig:
+            raise BudgetError(
+                "A target above 1 (larger than the dense model) needs preconfig=True; "
+                f"for an absolute {kind} count pass an int. Received: target={target!r}"
+            )
+        budget = float(target) * dense_cost
+    if budget < min_cost * (1 - 1e-9):
+        raise BudgetError(
+            f"The target of {budget:,.0f} {kind} is below the smallest model the graph "
+            f"allows ({min_cost:,.0f} {kind}, every free group at its minimum width). "
+            f"Expected a target ≥ {min_cost / dense_cost:.4f} of the dense model. "
+            f"Received: target={target!r}"
+        )
+    if budget > max_cost * (1 + 1e-9):
+        raise BudgetError(
+            f"The target of {budget:,.0f} {kind} is above the largest model the bounds "
+            f"allow ({max_cost:,.0f} {kind}). Expected a smaller target or a larger "
+            f"PreConfig upper bound. Received: target={target!r}"
+        )
+    return budget
