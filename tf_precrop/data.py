@@ -136,8 +136,7 @@ def _check_limit(limit):
         return None
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0:
         raise ValueError(
-            "`limit` must be None or a positive int (images per split). "
-            f"Received: limit={limit!r}"
+            f"`limit` must be None or a positive int (images per split). Received: limit={limit!r}"
         )
     return int(limit)
 
@@ -475,14 +474,16 @@ def cifar10_dataset(
             "Expected non-empty images of shape (N, H, W, C) and labels of "
             f"shape (N,). Received: x.shape={x.shape}, y.shape={y.shape}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-        batch_size <= 0
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or (batch_size <= 0)
     ):
-        raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-    if pad_mode not in ("zero", "reflect"):
         raise ValueError(
-            f"`pad_mode` must be 'zero' or 'reflect'. Received: pad_mode={pad_mode!r}"
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
         )
+    if pad_mode not in ("zero", "reflect"):
+        raise ValueError(f"`pad_mode` must be 'zero' or 'reflect'. Received: pad_mode={pad_mode!r}")
     n = len(x)
     channels = x.shape[-1]
     if normalize and channels != len(CIFAR10_MEAN):

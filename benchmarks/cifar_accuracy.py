@@ -1,0 +1,196 @@
+"""CIFAR-10 accuracy at equal budget: PreCrop variants vs baselines, side by side.
+
+Trains every variant with the same recipe, data and seed, and records
+validation accuracy, training throughput (images/s) and peak memory:
+
+* ``dense``            — the full model;
+* ``uniform_width``    — every free channel group scaled by one factor;
+* ``precrop_synexp``   — PreCrop with SynExp densities (the default method);
+* ``precrop_synexp_b0``— the same with the width-balance term off (balance=0);
+* ``precrop_synflow``  — PreCrop fitted to SynFlow's layer densities;
+* ``synflow_masked``   — SynFlow's unstructured masks (weight level), kept
+  fixed in training: the same layer densities as ``precrop_synflow`` at weight
+  granularity (the paper's granularity claim).
+
+CPU (the default here): a short fixed schedule on a class-balanced subset of
+the training images, validation on a fixed, seeded, class-balanced 5,000-image
+split of the training images (never trained on). GPU/Colab: the paper-length
+schedule runs unchanged with ``--epochs 160 --train-size 45000 --schedule step``.
+
+Example (the run behind docs/results.md)::
+
+    python benchmarks/cifar_accuracy.py --model resnet20 --compress 10 \
+        --budgets params macs --epochs 8 --train-size 5000 --seeds 0 \
+        --save-dir benchmarks/results/models
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+VARIANTS = (
+    "dense",
+    "uniform_width",
+    "precrop_synexp",
+    "precrop_synexp_b0",
+    "precrop_synflow",
+    "synflow_masked",
+)
+
+
+def build_variant(name, base_fn, budget, fraction, seed, rounds):
+    import tf_precrop
+
+    base = base_fn()
+    if name == "dense":
+        return base
+    if name == "synflow_masked":
+        from tf_precrop.baselines import masked_model
+
+        # Unstructured masks at the target parameter density (for a MAC
+        # budget the same density: masks cut params and MACs alike on paper).
+        return masked_model(base, "synflow", fraction, seed=seed, rounds=rounds, verbose=0)
+    method, options = {
+        "uniform_width": ("uniform_width", {}),
+        "precrop_synexp": ("synexp", {}),
+        "precrop_synexp_b0": ("synexp", {"balance": 0.0}),
+        "precrop_synflow": ("synflow", {"rounds": rounds}),
+    }[name]
+    plan = tf_precrop.plan(base, fraction, budget=budget, method=method, seed=seed, verbose=0, **options)
+    return plan.apply()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--compress", type=float, nargs="+", default=[10.0], help="compression ratios (10 = 10x fewer)")
+    parser.add_argument("--budgets", nargs="+", default=["params"], choices=["params", "macs"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train-size", type=int, default=5000)
+    parser.add_argument("--val-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--schedule", default="cosine", choices=["cosine", "step"])
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=100, help="SynFlow rounds")
+    parser.add_argument("--data", default="auto")
+    parser.add_argument("--save-dir", default=None, help="save each trained model (.keras) here")
+    parser.add_argument("--out", default="benchmarks/results/cifar_accuracy.json")
+    args = parser.parse_args(argv)
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import tf_precrop
+    from tf_precrop import data, training
+
+    (x, y), _ = data.load_cifar10(args.data, verbose=0)
+    (x_tr, y_tr), (x_val, y_val) = data.train_val_split(x, y, val_size=args.val_size, seed=0)
+    if args.train_size < len(x_tr):
+        per_class = args.train_size // 10
+        idx = np.concatenate([np.flatnonzero(y_tr == c)[:per_class] for c in range(10)])
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    print(f"train {len(x_tr)} images, validation {len(x_val)} images", flush=True)
+
+    def base_fn():
+        return tf_precrop.models.get_model(args.model, normalize=True)
+
+    dense_profile = tf_precrop.profile(base_fn())
+    results = []
+    if os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as f:
+            results = json.load(f).get("runs", [])
+    done = {(r["variant"], r["budget"], r["compress"], r["seed"]) for r in results}
+    config = training.TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, seed=0
+    )
+    for seed in args.seeds:
+        for budget in args.budgets:
+            for ratio in args.compress:
+                for variant in args.variants:
+                    key = (variant, budget if variant != "dense" else "-", ratio if variant != "dense" else 1.0, seed)
+                    if key in done:
+                        continue
+                    keras.utils.set_random_seed(seed)
+                    t0 = time.perf_counter()
+                    model = build_variant(variant, base_fn, budget, 1.0 / ratio, seed, args.rounds)
+                    build_s = time.perf_counter() - t0
+                    prof = tf_precrop.profile(model)
+                    nonzero = None
+                    if variant == "synflow_masked":
+                        from tf_precrop.baselines import mask_density
+
+                        nonzero = mask_density(model)
+                    result = training.train(
+                        model, (x_tr, y_tr), (x_val, y_val), config=config.replace(seed=seed),
+                        checkpoint=False, verbose=0,
+                    )
+                    acc = training.evaluate(result.model, x_val, y_val)
+                    row = dict(
+                        variant=variant, budget=key[1], compress=key[2], seed=seed,
+                        val_accuracy=acc, best_val_accuracy=result.best_val_accuracy,
+                        params=prof.params, macs=prof.macs,
+                        params_ratio=prof.params / dense_profile.params,
+                        macs_ratio=prof.macs / dense_profile.macs,
+                        kept_kernel_density=nonzero,
+                        images_per_sec=result.images_per_sec,
+                        peak_memory_bytes=result.peak_memory_bytes,
+                        memory_source=result.memory_source,
+                        train_seconds=result.seconds, build_seconds=build_s,
+                    )
+                    if args.save_dir:
+                        os.makedirs(args.save_dir, exist_ok=True)
+                        path = os.path.join(
+                            args.save_dir, f"{args.model}_{variant}_{key[1]}{key[2]:g}x_seed{seed}.keras"
+                        )
+                        result.model.save(path)
+                        row["saved_model"] = path
+                    results.append(row)
+                    done.add(key)
+                    print(json.dumps(row), flush=True)
+                    _save(args, results)
+                    if variant == "dense":
+                        continue
+    _save(args, results)
+    _print_table(results)
+    del tf
+    return 0
+
+
+def _save(args, results):
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    import keras
+    import tensorflow as tf
+
+    meta = dict(
+        command=" ".join([os.path.basename(sys.executable)] + sys.argv),
+        python=platform.python_version(), tensorflow=tf.__version__, keras=keras.__version__,
+        machine=platform.machine(), cpus=os.cpu_count(), args=vars(args),
+    )
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({"meta": meta, "runs": results}, f, indent=2)
+
+
+def _print_table(results):
+    from tf_precrop._table import render_table
+
+    rows = [
+        (
+            r["variant"], r["budget"], f"{r['compress']:g}x", r["seed"], f"{r['val_accuracy']:.3f}",
+            f"{r['params_ratio']:.3f}", f"{r['macs_ratio']:.3f}", f"{r['images_per_sec']:.0f}",
+        )
+        for r in results
+    ]
+    print(render_table(
+        ["variant", "budget", "compress", "seed", "val acc", "params", "MACs", "img/s"], rows,
+        title="CIFAR-10 accuracy at equal budget",
+    ))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

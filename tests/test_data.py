@@ -1,0 +1,282 @@
+"""Tests of tf_precrop.data: CIFAR-10 loading, caching, splitting, pipelines."""
+
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_precrop import data
+from tf_precrop.data import (
+    CIFAR10_CLASSES,
+    cifar10_dataset,
+    load_cifar10,
+    train_val_split,
+)
+
+ZIP = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10" / "train-jpg.zip"
+).resolve()
+LIMIT = 2000
+
+needs_zip = pytest.mark.skipif(not ZIP.is_file(), reason=f"local CIFAR-10 copy not found at {ZIP}")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cifar_cache")
+
+
+@pytest.fixture(scope="module")
+def first_load(cache_dir):
+    """The limited load that fills the cache, with its wall time."""
+    if not ZIP.is_file():
+        pytest.skip(f"local CIFAR-10 copy not found at {ZIP}")
+    start = time.perf_counter()
+    (x, y), test = load_cifar10(ZIP, cache_dir=cache_dir, limit=LIMIT, verbose=0)
+    return x, y, test, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def small(first_load):
+    x, y, _, _ = first_load
+    return x, y
+
+
+# ----------------------------------------------------------------------- load
+@needs_zip
+def test_limited_load_returns_uint8_images_and_int64_labels_without_test_split(first_load):
+    x, y, test, _ = first_load
+    assert x.shape == (LIMIT, 32, 32, 3) and x.dtype == np.uint8
+    assert y.shape == (LIMIT,) and y.dtype == np.int64
+    assert test is None
+    assert x.std() > 10  # real pictures, not blank
+
+
+@needs_zip
+def test_limited_load_is_a_class_balanced_subset(small):
+    _, y = small
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), [LIMIT // 10] * 10)
+
+
+@needs_zip
+def test_labels_and_pixels_match_the_folders_inside_the_zip(small):
+    x, y = small
+    # Interleaved order: index = number * 10 + class index.
+    with zipfile.ZipFile(ZIP) as z:
+        for name in (
+            "train/airplane/0000.jpg",
+            "train/cat/0017.jpg",
+            "train/ship/0042.jpg",
+            "train/truck/0199.jpg",
+            "train/frog/0123.jpg",
+        ):
+            class_name, number = name.split("/")[1], int(name.split("/")[2][:4])
+            label = CIFAR10_CLASSES.index(class_name)
+            index = number * 10 + label
+            assert y[index] == label
+            expected = tf.io.decode_jpeg(z.read(name), channels=3).numpy()
+            np.testing.assert_array_equal(x[index], expected)
+
+
+@needs_zip
+def test_second_load_reads_the_cache_faster_and_identically(first_load, cache_dir):
+    x, y, _, first_seconds = first_load
+    cached = sorted(Path(cache_dir).glob(f"*limit{LIMIT}.npz"))
+    assert len(cached) == 1
+    start = time.perf_counter()
+    (x2, y2), _ = load_cifar10(ZIP, cache_dir=cache_dir, limit=LIMIT, verbose=0)
+    second_seconds = time.perf_counter() - start
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)
+    assert second_seconds < first_seconds
+    with np.load(cached[0]) as f:
+        np.testing.assert_array_equal(f["x"], x)
+
+
+@needs_zip
+def test_auto_source_uses_the_environment_variable(monkeypatch, small, cache_dir):
+    monkeypatch.setenv(data.ENV_VAR, str(ZIP))
+    (x, y), test = load_cifar10("auto", cache_dir=cache_dir, limit=LIMIT, verbose=0)
+    np.testing.assert_array_equal(x, small[0])
+    assert test is None
+
+
+@needs_zip
+def test_a_folder_of_jpegs_loads_like_the_zip(tmp_path, small):
+    with zipfile.ZipFile(ZIP) as z:
+        for class_name in CIFAR10_CLASSES:
+            for number in range(3):
+                name = f"train/{class_name}/{number:04d}.jpg"
+                target = tmp_path / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(name))
+    (x, y), _ = load_cifar10(tmp_path, cache_dir=False, verbose=0)
+    np.testing.assert_array_equal(x, small[0][:30])
+    np.testing.assert_array_equal(y, small[1][:30])
+
+
+def test_auto_source_rejects_an_environment_variable_naming_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "missing.zip"))
+    with pytest.raises(ValueError, match="TF_PRECROP_CIFAR10"):
+        load_cifar10("auto", verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"source": 3}, TypeError),
+        ({"source": "/no/such/cifar.zip"}, ValueError),
+        ({"limit": 0}, ValueError),
+        ({"limit": 2.5}, ValueError),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, error):
+    with pytest.raises(error, match="Received"):
+        load_cifar10(**{"verbose": 0, **kwargs})
+
+
+@needs_zip
+@pytest.mark.slow
+def test_full_load_gives_50000_balanced_images_and_caches_them(tmp_path, small):
+    start = time.perf_counter()
+    (x, y), test = load_cifar10(ZIP, cache_dir=tmp_path, verbose=0)
+    first_seconds = time.perf_counter() - start
+    assert x.shape == (50000, 32, 32, 3) and x.dtype == np.uint8
+    assert test is None
+    np.testing.assert_array_equal(np.bincount(y), [5000] * 10)
+    # Every prefix is class-balanced, so a limited load is a prefix.
+    np.testing.assert_array_equal(x[:LIMIT], small[0])
+
+    start = time.perf_counter()
+    (x2, y2), _ = load_cifar10(ZIP, cache_dir=tmp_path, verbose=0)
+    second_seconds = time.perf_counter() - start
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)
+    assert second_seconds < first_seconds
+    # A limited load is cut from the full cache.
+    (x3, _), _ = load_cifar10(ZIP, cache_dir=tmp_path, limit=100, verbose=0)
+    np.testing.assert_array_equal(x3, x[:100])
+
+
+# ---------------------------------------------------------------------- split
+def _labels(per_class=100):
+    return np.tile(np.arange(10), per_class)
+
+
+def test_split_is_disjoint_covering_and_exactly_balanced():
+    y = _labels()
+    x = np.arange(len(y))  # the images are their own indices
+    (xt, yt), (xv, yv) = train_val_split(x, y, val_size=200, seed=0)
+    assert len(xv) == 200 and len(xt) == 800
+    assert not set(xt) & set(xv)
+    np.testing.assert_array_equal(np.sort(np.concatenate([xt, xv])), x)
+    np.testing.assert_array_equal(np.bincount(yv), [20] * 10)
+    np.testing.assert_array_equal(np.bincount(yt), [80] * 10)
+    np.testing.assert_array_equal(y[xv], yv)
+
+
+def test_split_is_fixed_by_the_seed():
+    y = _labels()
+    x = np.arange(len(y))
+    a = train_val_split(x, y, val_size=100, seed=3)[1][0]
+    b = train_val_split(x, y, val_size=100, seed=3)[1][0]
+    c = train_val_split(x, y, val_size=100, seed=4)[1][0]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("val_size", [15, 0, 1000])
+def test_split_rejects_sizes_that_cannot_be_balanced(val_size):
+    y = _labels()
+    with pytest.raises(ValueError, match="Received"):
+        train_val_split(np.arange(len(y)), y, val_size=val_size)
+
+
+# ------------------------------------------------------------------- pipeline
+def _originals(ds_images, x, pad, mode):
+    """For each output image, whether it is a crop (maybe mirrored) of some x."""
+    padded = np.pad(x.astype(np.float32), [(0, 0), (pad, pad), (pad, pad), (0, 0)], mode=mode)
+    found = []
+    for image in ds_images:
+        ok = False
+        for dy in range(2 * pad + 1):
+            for dx in range(2 * pad + 1):
+                crops = padded[:, dy : dy + 32, dx : dx + 32]
+                if (crops == image).all(axis=(1, 2, 3)).any() or (crops[:, :, ::-1] == image).all(
+                    axis=(1, 2, 3)
+                ).any():
+                    ok = True
+                    break
+            if ok:
+                break
+        found.append(ok)
+    return np.array(found)
+
+
+@pytest.mark.parametrize(("pad_mode", "np_mode"), [("zero", "constant"), ("reflect", "reflect")])
+def test_augmentation_keeps_shape_and_dtype_and_crops_or_flips_images(pad_mode, np_mode):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(64) % 10
+    plain = cifar10_dataset(x, y, batch_size=32, augment=False, seed=1)
+    augmented = cifar10_dataset(x, y, batch_size=32, augment=True, seed=1, pad_mode=pad_mode)
+    (a, la), (b, lb) = next(iter(plain)), next(iter(augmented))
+    assert b.shape == (32, 32, 32, 3) and b.dtype == tf.float32 and lb.dtype == tf.int64
+    np.testing.assert_array_equal(la, lb)  # same shuffle, so the same images
+    changed = np.any(a.numpy() != b.numpy(), axis=(1, 2, 3))
+    assert changed.sum() >= 16
+    # Every output is a 32x32 crop of the padded original, possibly mirrored.
+    assert _originals(b.numpy(), x, 4, np_mode).all()
+
+
+def test_training_pipeline_is_reproducible_with_a_seed_and_reshuffles_each_epoch():
+    x = np.random.default_rng(0).integers(0, 256, (100, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(100) % 10
+    ds1 = cifar10_dataset(x, y, batch_size=50, seed=7)
+    ds2 = cifar10_dataset(x, y, batch_size=50, seed=7)
+    epoch1 = [b.numpy() for b, _ in ds1]
+    np.testing.assert_array_equal(epoch1[0], next(iter(ds2))[0].numpy())
+    epoch2 = [b.numpy() for b, _ in ds1]
+    assert not np.array_equal(epoch1[0], epoch2[0])
+
+
+def test_evaluation_pipeline_keeps_order_values_and_the_last_partial_batch():
+    x = np.random.default_rng(0).integers(0, 256, (70, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(70) % 10
+    batches = list(cifar10_dataset(x, y, batch_size=32, training=False))
+    assert [len(b) for b, _ in batches] == [32, 32, 6]
+    np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), x.astype(np.float32))
+    np.testing.assert_array_equal(np.concatenate([lab for _, lab in batches]), y)
+
+
+def test_training_pipeline_drops_the_last_partial_batch():
+    x = np.zeros((70, 32, 32, 3), np.uint8)
+    sizes = [len(b) for b, _ in cifar10_dataset(x, np.zeros(70, int), batch_size=32)]
+    assert sizes == [32, 32]
+
+
+@needs_zip
+def test_normalize_gives_about_zero_mean_and_unit_std(small):
+    x, y = small
+    images = np.concatenate(
+        [
+            b.numpy()
+            for b, _ in cifar10_dataset(x, y, batch_size=500, training=False, normalize=True)
+        ]
+    )
+    mean = images.mean(axis=(0, 1, 2))
+    std = images.std(axis=(0, 1, 2))
+    np.testing.assert_allclose(mean, 0.0, atol=0.1)
+    np.testing.assert_allclose(std, 1.0, atol=0.1)
+    raw = next(iter(cifar10_dataset(x, y, batch_size=500, training=False)))[0].numpy()
+    assert raw.min() >= 0 and raw.max() <= 255 and raw.max() > 1
+
+
+def test_pipeline_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="Received"):
+        cifar10_dataset(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(3, int))
+    with pytest.raises(ValueError, match="pad_mode"):
+        cifar10_dataset(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int), pad_mode="edge")
