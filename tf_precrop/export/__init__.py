@@ -1,1 +1,54 @@
-"""Export helpers."""
+"""Deployment helpers: TFLite/LiteRT export, verification, latency, TFMOT interop.
+
+``export_tflite``, ``verify_tflite`` and ``benchmark_tflite`` need TensorFlow
+and ``ai-edge-litert``. The TFMOT helpers (``quantize_aware``,
+``qat_finetune_and_export``, ``prune_unstructured_tfmot``,
+``calibrate_qat_ranges``) are loaded on first use, so importing this package
+never imports ``tensorflow_model_optimization`` (which would switch the
+process to legacy Keras).
+"""
+
+import importlib
+
+from tf_precrop.export.latency import TFLiteLatency, benchmark_tflite
+from tf_precrop.export.tflite import (
+    INT8_MIN_TOP1,
+    QUANTIZE_MODES,
+    TOLERANCES,
+    TFLiteExport,
+    TFLiteVerification,
+    export_tflite,
+    verify_tflite,
+)
+
+_TFMOT_NAMES = (
+    "calibrate_qat_ranges",
+    "prune_unstructured_tfmot",
+    "qat_finetune_and_export",
+    "quantize_aware",
+)
+
+__all__ = [
+    "INT8_MIN_TOP1",
+    "QUANTIZE_MODES",
+    "TOLERANCES",
+    "TFLiteExport",
+    "TFLiteLatency",
+    "TFLiteVerification",
+    "benchmark_tflite",
+    "export_tflite",
+    "verify_tflite",
+    *_TFMOT_NAMES,
+]
+
+
+def __getattr__(name):
+    # The TFMOT helpers module itself imports TFMOT lazily; loading it here on
+    # demand keeps `import tf_precrop.export` light.
+    if name in _TFMOT_NAMES:
+        return getattr(importlib.import_module("tf_precrop.export.tfmot"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_TFMOT_NAMES))

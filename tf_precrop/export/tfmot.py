@@ -11,6 +11,7 @@ keeps working.
 """
 
 import os
+import warnings
 
 from tf_precrop.backend import line_of
 
@@ -31,7 +32,10 @@ def _import_tfmot():
         except Exception:  # pragma: no cover - depends on the install
             pass
     try:
-        import tensorflow_model_optimization as tfmot
+        with warnings.catch_warnings():
+            # TFMOT's own version check uses the deprecated distutils.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            import tensorflow_model_optimization as tfmot
     except ImportError as e:
         raise ImportError(
             "TFMOT helpers need the TensorFlow Model Optimization Toolkit "
@@ -95,6 +99,82 @@ def quantize_aware(model, quantize_scope=None):
     return quantization.quantize_model(model)
 
 
+_EMA_DECAY = 0.999  # fixed in TFMOT's MovingAverageQuantizer
+
+
+def _moving_average_ranges(qat_model, tfmot):
+    """(min_var, max_var) pairs of the activation quantizers that use an EMA."""
+    quantizers = tfmot.quantization.keras.quantizers
+    pairs = []
+
+    def add(quantizer, variables):
+        if isinstance(quantizer, quantizers.MovingAverageQuantizer) and isinstance(
+            variables, dict
+        ):
+            if "min_var" in variables and "max_var" in variables:
+                pairs.append((variables["min_var"], variables["max_var"]))
+
+    for layer in qat_model.layers:
+        output_quantizers = getattr(layer, "_output_quantizers", None) or []
+        if output_quantizers and hasattr(layer, "_output_quantizer_vars"):
+            add(output_quantizers[0], layer._output_quantizer_vars)
+        activation = getattr(getattr(layer, "layer", None), "activation", None)
+        quantizer = getattr(activation, "quantizer", None)
+        for attr in ("_pre_activation_vars", "_post_activation_vars"):
+            if quantizer is not None and hasattr(activation, attr):
+                add(quantizer, getattr(activation, attr))
+    return pairs
+
+
+def calibrate_qat_ranges(qat_model, x, num_samples=256):
+    """Sets the activation ranges of a fresh QAT model from one batch of data.
+
+    TFMOT's activation quantizers track ``min``/``max`` with an exponential
+    moving average (decay 0.999) starting from ``[-6, 6]``, so after a short
+    fine-tune (tens of steps) the ranges are still about ``[-6, 6]``: most of
+    the 256 int8 levels go unused and the int8 file is needlessly coarse.
+    This runs the model once in training mode on up to ``num_samples``
+    samples, reads the batch range each moving-average quantizer saw (the
+    update ``v1 = d * v0 + (1 - d) * batch`` is inverted) and sets it; every
+    other variable (BatchNorm statistics, ...) is restored.
+
+    Args:
+        qat_model: A model returned by :func:`quantize_aware`.
+        x: Inputs (numpy array or list of arrays, one per model input).
+        num_samples: Most samples in the calibration batch.
+
+    Returns:
+        The number of (min, max) pairs set.
+
+    Example:
+
+    ```python
+    qat = quantize_aware(model)
+    calibrate_qat_ranges(qat, x_train[:256])
+    ```
+    """
+    import numpy as np
+
+    _require_tf_keras(qat_model, "calibrate_qat_ranges")
+    tfmot = _import_tfmot()
+    pairs = _moving_average_ranges(qat_model, tfmot)
+    if not pairs:
+        return 0
+    batch = [np.asarray(a)[:num_samples] for a in x] if isinstance(x, (list, tuple)) else (
+        np.asarray(x)[:num_samples]
+    )
+    snapshot = [(v, v.numpy()) for v in qat_model.variables]
+    qat_model(batch, training=True)
+    seen = {}
+    for min_var, max_var in pairs:
+        for var in (min_var, max_var):
+            before = next(value for v, value in snapshot if v is var)
+            seen[id(var)] = (var.numpy() - _EMA_DECAY * before) / (1.0 - _EMA_DECAY)
+    for var, value in snapshot:
+        var.assign(seen.get(id(var), value))
+    return len(pairs)
+
+
 def _default_loss(model, y, line):
     import numpy as np
 
@@ -125,11 +205,13 @@ def qat_finetune_and_export(
     representative_data=None,
     int8_io=False,
     num_verify_samples=64,
+    calibrate_ranges=True,
     verbose=0,
 ):
     """QAT → short fine-tune → verified full-integer int8 ``.tflite``.
 
-    Wraps the model with :func:`quantize_aware`, fine-tunes it on ``(x, y)``
+    Wraps the model with :func:`quantize_aware`, sets its activation ranges
+    from ``x`` (:func:`calibrate_qat_ranges`), fine-tunes it on ``(x, y)``
     for ``epochs`` epochs, then exports it with
     :func:`~tf_precrop.export.export_tflite` (``quantize="int8"``), verified
     against the fine-tuned QAT model (top-1 agreement >= 0.95 for a
@@ -149,6 +231,9 @@ def qat_finetune_and_export(
         representative_data: Calibration/verification inputs; default ``x``.
         int8_io: Make the file's inputs and outputs int8.
         num_verify_samples: Most samples used for verification.
+        calibrate_ranges: Set the activation ranges from ``x`` before the
+            fine-tune (:func:`calibrate_qat_ranges`); TFMOT's moving averages
+            barely leave their ``[-6, 6]`` start in a short fine-tune.
         verbose: ``fit`` verbosity.
 
     Returns:
@@ -174,6 +259,8 @@ def qat_finetune_and_export(
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0. Received: epochs={epochs!r}")
     qat = quantize_aware(model)
+    if calibrate_ranges:
+        calibrate_qat_ranges(qat, x)
     if epochs > 0:
         qat.compile(
             optimizer=optimizer or line.keras.optimizers.Adam(1e-4),

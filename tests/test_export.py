@@ -1,0 +1,323 @@
+"""TFLite/LiteRT export, verification and latency (Keras 3 and tf_keras)."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from tf_precrop.errors import ExportError
+from tf_precrop.export import (
+    INT8_MIN_TOP1,
+    TOLERANCES,
+    TFLiteExport,
+    TFLiteLatency,
+    benchmark_tflite,
+    export_tflite,
+    verify_tflite,
+)
+from tf_precrop.export import tflite as tflite_module
+
+LINES = ("keras3", "tf_keras")
+
+
+def _keras(line):
+    if line == "keras3":
+        import keras
+
+        return keras
+    import tf_keras
+
+    return tf_keras
+
+
+def small_cnn(line, seed=0):
+    """conv/BN/ReLU/depthwise/add/GAP/dense on a 32x32x3 input."""
+    k = _keras(line)
+    k.utils.set_random_seed(seed)
+    inputs = k.Input((32, 32, 3), name="image")
+    h = k.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    h = k.layers.BatchNormalization()(h)
+    h = k.layers.ReLU()(h)
+    d = k.layers.DepthwiseConv2D(3, padding="same")(h)
+    d = k.layers.BatchNormalization()(d)
+    d = k.layers.ReLU()(d)
+    d = k.layers.Conv2D(16, 1)(d)
+    h = k.layers.ReLU()(k.layers.Add()([h, d]))
+    h = k.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(h)
+    h = k.layers.GlobalAveragePooling2D()(h)
+    return k.Model(inputs, k.layers.Dense(10)(h), name=f"small_cnn_{line}")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).uniform(0.0, 1.0, (64, 32, 32, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module", params=LINES)
+def line_model(request):
+    return request.param, small_cnn(request.param)
+
+
+@pytest.fixture(scope="module")
+def keras3_model():
+    return small_cnn("keras3")
+
+
+@pytest.fixture(scope="module")
+def fp32_file(tmp_path_factory, keras3_model):
+    path = tmp_path_factory.mktemp("fp32") / "model.tflite"
+    export_tflite(keras3_model, path)
+    return path
+
+
+# ------------------------------------------------------------------- exports
+@pytest.mark.parametrize("quantize", [None, "float16", "dynamic", "int8"])
+def test_export_verifies_within_tolerance_for_each_quantization(
+    line_model, quantize, images, tmp_path
+):
+    line, model = line_model
+    path = tmp_path / f"{line}_{quantize}.tflite"
+    result = export_tflite(
+        model,
+        path,
+        quantize=quantize,
+        representative_data=images if quantize == "int8" else None,
+    )
+    assert isinstance(result, TFLiteExport)
+    assert result.path == str(path) and path.is_file()
+    assert result.size_bytes == os.path.getsize(path) > 0
+    assert result.quantize == quantize
+    assert result.num_samples == 64
+    assert 0.0 <= result.relative_error <= TOLERANCES[quantize]
+    assert result.max_abs_error >= 0.0
+    if quantize == "int8":
+        assert result.top1_agreement >= INT8_MIN_TOP1
+    # The file really is what was asked for: verify_tflite reads the mode back.
+    assert verify_tflite(path, model, images[:8]).quantize == quantize
+
+
+def test_quantized_files_are_smaller_than_float32(keras3_model, images, tmp_path):
+    sizes = {
+        q: export_tflite(
+            keras3_model,
+            tmp_path / f"{q}.tflite",
+            quantize=q,
+            representative_data=images if q == "int8" else None,
+            verify=False,
+        ).size_bytes
+        for q in (None, "float16", "int8")
+    }
+    assert sizes["int8"] < sizes["float16"] < sizes[None]
+
+
+def test_export_result_is_frozen_and_serializable(keras3_model, tmp_path):
+    result = export_tflite(keras3_model, tmp_path / "m.tflite", num_verify_samples=4)
+    as_dict = result.to_dict()
+    assert as_dict["path"] == result.path and as_dict["num_samples"] == 4
+    assert set(as_dict) == {f.name for f in dataclasses.fields(TFLiteExport)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.size_bytes = 0
+
+
+def test_export_without_verify_reports_no_errors(keras3_model, tmp_path):
+    result = export_tflite(keras3_model, tmp_path / "m.tflite", verify=False)
+    assert result.size_bytes > 0
+    assert result.max_abs_error is None and result.top1_agreement is None
+    assert result.num_samples == 0
+
+
+def test_int8_io_gives_an_integer_file_that_still_verifies(keras3_model, images, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = tmp_path / "io.tflite"
+    result = export_tflite(
+        keras3_model, path, quantize="int8", representative_data=images, int8_io=True
+    )
+    interpreter = Interpreter(model_path=str(path))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    assert result.top1_agreement >= INT8_MIN_TOP1
+
+
+def test_int8_accepts_a_dataset_of_labelled_batches(images, tmp_path):
+    import tensorflow as tf
+
+    model = small_cnn("tf_keras", seed=3)
+    labels = np.zeros(len(images), dtype="int64")
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    result = export_tflite(
+        model, tmp_path / "ds.tflite", quantize="int8", representative_data=dataset
+    )
+    assert result.num_samples == 64 and result.top1_agreement >= INT8_MIN_TOP1
+
+
+def test_int8_accepts_a_generator_function(keras3_model, images, tmp_path):
+    def batches():
+        for start in range(0, 32, 8):
+            yield images[start : start + 8]
+
+    result = export_tflite(
+        keras3_model, tmp_path / "gen.tflite", quantize="int8", representative_data=batches
+    )
+    assert result.num_samples == 32
+
+
+def test_int8_without_representative_data_is_a_clear_error(keras3_model, tmp_path):
+    with pytest.raises(ValueError, match="representative_data"):
+        export_tflite(keras3_model, tmp_path / "m.tflite", quantize="int8")
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_quantization_mode_is_rejected(keras3_model, tmp_path):
+    with pytest.raises(ValueError, match="Received: quantize='int4'"):
+        export_tflite(keras3_model, tmp_path / "m.tflite", quantize="int4")
+
+
+def test_multi_input_model_is_matched_by_input_name(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    a = keras.Input((8,), name="features")
+    b = keras.Input((4, 4, 2), name="patch")
+    h = keras.layers.Concatenate()([keras.layers.Dense(6)(a), keras.layers.Flatten()(b)])
+    model = keras.Model([a, b], [keras.layers.Dense(3)(h), keras.layers.Dense(1)(h)])
+    path = tmp_path / "two.tflite"
+    result = export_tflite(model, path, num_verify_samples=16)
+    assert result.num_samples == 16 and result.relative_error <= TOLERANCES[None]
+    rng = np.random.default_rng(5)
+    inputs = {
+        "patch": rng.standard_normal((5, 4, 4, 2)).astype("float32"),
+        "features": rng.standard_normal((5, 8)).astype("float32"),
+    }
+    report = verify_tflite(path, model, inputs)
+    assert report.passed and report.num_samples == 5
+
+
+# --------------------------------------------------------------- verification
+def test_verify_against_a_model_with_other_weights_raises(fp32_file):
+    other = small_cnn("keras3", seed=7)
+    with pytest.raises(ExportError, match="does not match"):
+        verify_tflite(fp32_file, other)
+
+
+def test_verify_without_strict_returns_the_failed_report(fp32_file):
+    report = verify_tflite(fp32_file, small_cnn("keras3", seed=7), strict=False)
+    assert not report.passed and report.relative_error > TOLERANCES[None]
+
+
+def test_verify_of_a_corrupt_file_raises(fp32_file, keras3_model, tmp_path):
+    data = fp32_file.read_bytes()
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ExportError, match="corrupt"):
+        verify_tflite(truncated, keras3_model)
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer" * 64)
+    with pytest.raises(ExportError):
+        verify_tflite(garbage, keras3_model)
+
+
+def test_verify_of_a_missing_file_raises(keras3_model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        verify_tflite(tmp_path / "missing.tflite", keras3_model)
+
+
+# ------------------------------------------------------------- atomic writing
+def test_failed_export_leaves_the_previous_file_unchanged(
+    fp32_file, keras3_model, tmp_path, monkeypatch
+):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(fp32_file.read_bytes())
+    before = path.read_bytes()
+
+    def broken_convert(*args, **kwargs):
+        return before[: len(before) // 2]  # a half-written flatbuffer
+
+    monkeypatch.setattr(tflite_module, "_convert", broken_convert)
+    with pytest.raises(ExportError, match="left as it was"):
+        export_tflite(keras3_model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]  # no temp files left
+
+
+def test_failed_conversion_leaves_no_file_behind(keras3_model, tmp_path, monkeypatch):
+    def failing_convert(*args, **kwargs):
+        raise ExportError("conversion failed on purpose")
+
+    monkeypatch.setattr(tflite_module, "_convert", failing_convert)
+    with pytest.raises(ExportError, match="on purpose"):
+        export_tflite(keras3_model, tmp_path / "m.tflite")
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_replaces_an_existing_file_with_the_new_model(
+    fp32_file, keras3_model, images, tmp_path
+):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(fp32_file.read_bytes())
+    export_tflite(keras3_model, path, quantize="int8", representative_data=images, verify=False)
+    assert path.read_bytes() != fp32_file.read_bytes()
+    assert verify_tflite(path, keras3_model, images).quantize == "int8"
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere"
+)
+def test_unwritable_folder_is_a_clear_error(keras3_model, tmp_path):
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(ExportError, match="writable"):
+            export_tflite(keras3_model, folder / "m.tflite")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_folder_refusing_writes_is_a_clear_error(keras3_model, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tflite_module.tempfile, "mkstemp", refuse)
+    with pytest.raises(ExportError, match="writable folder.*Received: folder="):
+        export_tflite(keras3_model, tmp_path / "m.tflite")
+
+
+def test_missing_folder_is_a_clear_error(keras3_model, tmp_path):
+    with pytest.raises(ExportError, match="does not exist"):
+        export_tflite(keras3_model, tmp_path / "no" / "such" / "m.tflite")
+
+
+# -------------------------------------------------------------------- latency
+@pytest.mark.parametrize("use_xnnpack", [True, False])
+def test_benchmark_reports_ordered_positive_latencies(fp32_file, use_xnnpack):
+    latency = benchmark_tflite(fp32_file, num_threads=2, runs=10, warmup=2, use_xnnpack=use_xnnpack)
+    assert isinstance(latency, TFLiteLatency)
+    assert 0.0 < latency.median_ms <= latency.p90_ms
+    assert latency.mean_ms > 0.0 and latency.runs == 10 and latency.num_threads == 2
+    assert latency.delegate == ("xnnpack" if use_xnnpack else "none")
+    assert latency.to_dict()["median_ms"] == latency.median_ms
+
+
+def test_benchmark_runs_an_int8_io_file(keras3_model, images, tmp_path):
+    path = tmp_path / "io.tflite"
+    export_tflite(
+        keras3_model, path, quantize="int8", representative_data=images, int8_io=True, verify=False
+    )
+    latency = benchmark_tflite(path, runs=5, warmup=1)
+    assert 0.0 < latency.median_ms <= latency.p90_ms
+
+
+def test_benchmark_of_missing_or_corrupt_files_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        benchmark_tflite(tmp_path / "missing.tflite")
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(b"\x00" * 100)
+    with pytest.raises(ExportError, match="corrupt"):
+        benchmark_tflite(corrupt)
+
+
+def test_benchmark_rejects_nonpositive_runs(fp32_file):
+    with pytest.raises(ValueError, match="Received: runs=0"):
+        benchmark_tflite(fp32_file, runs=0)
