@@ -58,6 +58,7 @@ def __getattr__(name):
         "data": "tf_precrop.data",
         "training": "tf_precrop.training",
         "baselines": "tf_precrop.baselines",
+        "report": "tf_precrop.report",
     }
     if name in lazy:
         return importlib.import_module(lazy[name])

@@ -15,7 +15,9 @@ def render_table(columns, rows, title=None, width=120):
     for row in rows:
         table.add_row(*[_fmt(v) for v in row])
     buffer = io.StringIO()
-    Console(file=buffer, width=width, color_system=None, force_terminal=False).print(table)
+    Console(
+        file=buffer, width=width, color_system=None, force_terminal=False, force_jupyter=False
+    ).print(table)
     return buffer.getvalue().rstrip()
 
 

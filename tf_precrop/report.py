@@ -79,16 +79,18 @@ def write_report(plan, out_dir, stem="report", export=None, latency=None):
 
 def plot_plan(plan, path):
     """Saves a two-panel PNG: width before/after and density per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure with the Agg canvas: no pyplot state, no backend switch,
+    # so inline plotting in notebooks keeps working.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     layers = plan.layers
     n = len(layers)
     x = list(range(n))
     fig_w = min(max(8.0, 0.18 * n + 3), 28.0)
-    fig, (ax_w, ax_d) = plt.subplots(2, 1, figsize=(fig_w, 7.5), sharex=True)
+    fig = Figure(figsize=(fig_w, 7.5))
+    FigureCanvasAgg(fig)
+    ax_w, ax_d = fig.subplots(2, 1, sharex=True)
     before = [lp.width_before or 0 for lp in layers]
     after = [lp.width_after or 0 for lp in layers]
     ax_w.bar(x, before, color="#c9d6e8", label="before", width=0.85)
@@ -110,5 +112,4 @@ def plot_plan(plan, path):
     ax_d.set_xlabel("prunable layers in graph order")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
