@@ -160,3 +160,17 @@ def test_using_tfmot_does_not_switch_the_process_to_legacy_keras(tf_keras_model,
     model = small_cnn(keras, seed=2)
     result = export_tflite(model, tmp_path / "k3.tflite", num_verify_samples=8)
     assert result.relative_error <= 1e-4
+
+
+def test_qat_keeps_unsupported_preprocessing_layers_float_and_verifies(tmp_path):
+    import tf_precrop
+
+    model = tf_precrop.models.resnet20(line="tf_keras", normalize=True)
+    small = tf_precrop.crop(model, 0.3, verbose=0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (64, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    qat, result = qat_finetune_and_export(small, x, y, str(tmp_path / "q.tflite"), epochs=1)
+    names = {layer.name for layer in qat.layers}
+    assert "input_rescale" in names and "input_normalize" in names  # not wrapped
+    assert result.quantize == "int8" and result.top1_agreement >= 0.95

@@ -93,10 +93,47 @@ def quantize_aware(model, quantize_scope=None):
     _require_tf_keras(model, "quantize_aware")
     tfmot = _import_tfmot()
     quantization = tfmot.quantization.keras
-    if quantize_scope:
-        with quantization.quantize_scope(quantize_scope):
+    scope = quantization.quantize_scope(quantize_scope or {})
+    with scope:
+        unsupported = _unsupported_layers(model)
+        if not unsupported:
             return quantization.quantize_model(model)
-    return quantization.quantize_model(model)
+        # Layers TFMOT's default scheme cannot wrap (Rescaling, Normalization:
+        # our models' built-in preprocessing) stay float; the rest is annotated.
+        return quantization.quantize_apply(_annotate_supported(model, quantization))
+
+
+def _registry():
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+def _unsupported_layers(model):
+    registry = _registry()
+    import tf_keras
+
+    return [
+        layer.name
+        for layer in model.layers
+        if not isinstance(layer, tf_keras.layers.InputLayer) and not registry.supports(layer)
+    ]
+
+
+def _annotate_supported(model, quantization):
+    import tf_keras
+
+    registry = _registry()
+
+    def clone(layer):
+        new = layer.__class__.from_config(layer.get_config())
+        return quantization.quantize_annotate_layer(new) if registry.supports(layer) else new
+
+    annotated = tf_keras.models.clone_model(model, clone_function=clone)
+    annotated.set_weights(model.get_weights())
+    return annotated
 
 
 _EMA_DECAY = 0.999  # fixed in TFMOT's MovingAverageQuantizer

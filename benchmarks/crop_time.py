@@ -1,0 +1,81 @@
+"""End-to-end ``crop()`` time: ResNet50 and MobileNetV2 at 224×224.
+
+Times ``tf_precrop.crop(model, 0.5, budget="macs", method=...)`` — graph walk,
+scores, densities, width solve and rebuild — for SynFlow (100 rounds) and
+SynExp, the median of ``--repeats`` runs after one warm-up, and saves JSON.
+
+Targets (2 CPU cores): ResNet50 SynFlow×100 ≤ 10 s; SynExp ≤ 2 s.
+
+    python benchmarks/crop_time.py --repeats 3
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+TARGETS = {"synflow": 10.0, "synexp": 2.0}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["ResNet50", "MobileNetV2"])
+    parser.add_argument("--methods", nargs="+", default=["synflow", "synexp"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--out", default="benchmarks/results/crop_time.json")
+    args = parser.parse_args(argv)
+
+    import keras
+    import tensorflow as tf
+
+    import tf_precrop
+    from tf_precrop._table import render_table
+
+    rows = []
+    for name in args.models:
+        model = getattr(keras.applications, name)(weights=None, input_shape=(args.size, args.size, 3))
+        for method in args.methods:
+            kwargs = dict(budget="macs", method=method, verbose=0, seed=0)
+            if method == "synflow":
+                kwargs["rounds"] = args.rounds
+            tf_precrop.crop(model, 0.5, **kwargs)  # warm-up (tracing, imports)
+            times, plan_times = [], []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                plan = tf_precrop.plan(model, 0.5, **kwargs)
+                t1 = time.perf_counter()
+                plan.apply()
+                t2 = time.perf_counter()
+                times.append(t2 - t0)
+                plan_times.append(t1 - t0)
+            row = dict(
+                model=name, method=method, rounds=args.rounds if method == "synflow" else None,
+                median_s=statistics.median(times), plan_median_s=statistics.median(plan_times),
+                runs=[round(t, 3) for t in times], target_s=TARGETS.get(method),
+                achieved_macs=plan.achieved,
+            )
+            row["meets_target"] = row["target_s"] is None or row["median_s"] <= row["target_s"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(render_table(
+        ["model", "method", "median s", "plan s", "target s", "ok"],
+        [(r["model"], r["method"], f"{r['median_s']:.2f}", f"{r['plan_median_s']:.2f}", r["target_s"], r["meets_target"]) for r in rows],
+        title=f"crop() time at {args.size}x{args.size}, {os.cpu_count()} CPU cores",
+    ))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({
+            "meta": dict(command="python " + " ".join(sys.argv), tensorflow=tf.__version__,
+                         keras=keras.__version__, python=platform.python_version(), cpus=os.cpu_count()),
+            "rows": rows,
+        }, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
