@@ -145,29 +145,19 @@ def test_shufflenet_split_and_shuffle_layers_tie_the_halves_of_each_unit(line):
     assert node(graph, "cat2").outputs == ("p + b2",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ChannelSplitRule ties 1/2*stem to b1 (unequal coefficients); the union "
-    "fails and resolve_ties silently fixes both groups",
-)
-def test_a_split_after_a_plain_conv_keeps_the_conv_and_the_branch_free(line):
-    graph = tf_precrop.channel_groups(builders.split_after_conv(line))
-    assert not graph["stem"].fixed
-    assert not graph["b1"].fixed
+def test_a_split_after_a_plain_conv_ties_the_branch_to_half_the_conv(line):
+    # The second split ties b1 = stem / 2: one free group whose width stays
+    # even, b1 among its producers.
+    model = builders.split_after_conv(line)
+    graph = tf_precrop.channel_groups(model)
+    stem = graph["stem"]
+    assert not stem.fixed and stem.width == 8 and stem.multiple_of == 2
+    assert "b1" in stem.producers
+    small = tf_precrop.rebuild(model, {"stem": 4})
+    assert small.get_layer("b1").filters == 2
+    assert small.count_params() == tf_precrop.profile(model, {"stem": 4}).params
 
 
-def test_a_split_after_a_plain_conv_reports_the_widths_it_fixes(line):
-    # Today's behaviour (see the xfail above): both groups are fixed, with a reason.
-    graph = tf_precrop.channel_groups(builders.split_after_conv(line))
-    assert graph["stem"].width == 8 and graph["b1"].width == 4
-    assert "tied through unequal sums" in graph["stem"].reason
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="ChannelSplitRule ties the two parts of a 2-part concat even when their "
-    "widths differ (2 and 6 channels); the graph then raises",
-)
 def test_channel_split_of_a_concat_of_two_unequal_parts_is_accepted(line):
     k = builders.keras_of(line)
     split = builders._shuffle_layers_of(line).ChannelSplit
@@ -193,11 +183,6 @@ def test_reshape_permute_reshape_shuffle_keeps_both_halves_free_and_even(line):
     assert node(graph, "merge_groups").outputs == ("a + b",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GroupedView has no __repr__: LayerNode.inputs/outputs of the shuffle "
-    "Reshape/Permute hold '<...GroupedView object at 0x...>'",
-)
 def test_shuffle_reshape_layer_nodes_describe_their_channels_without_addresses(line):
     graph = tf_precrop.channel_groups(builders.shuffle_reshape(line))
     for key in ("split_groups", "swap", "merge_groups"):
@@ -446,11 +431,6 @@ def test_register_rule_refuses_unknown_kinds_and_non_rules():
         tf_precrop.register_rule("MyLayer", object())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unregister_rule() reinstalls every built-in rule, silently undoing user "
-    "overrides of built-in names (here 'Add')",
-)
 def test_unregistering_one_rule_keeps_other_overrides_of_builtin_layers():
     model = builders.residual()
     tf_precrop.register_rule("Add", "fixed")

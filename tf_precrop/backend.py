@@ -114,6 +114,24 @@ class KerasLine:
             list(_tf_nest().flatten(node.outputs))
         )
 
+    def node_constants(self, node):
+        """Array-like, non-tensor call arguments of a node (e.g. ``x * array``)."""
+        import numpy as np
+
+        if self.name == KERAS3:
+            args = node.arguments
+            values = list(args.args) + list(args.kwargs.values()) if args is not None else []
+            flat = self.keras.tree.flatten(values)
+        else:
+            flat = _tf_nest().flatten([list(node.call_args), dict(node.call_kwargs)])
+        found = []
+        for value in flat:
+            if hasattr(value, "_keras_history") or isinstance(value, (str, bytes)):
+                continue
+            if hasattr(value, "shape") and hasattr(value, "dtype"):
+                found.append(np.asarray(value))
+        return found
+
     def tensor_key(self, tensor):
         """A hashable identity of a symbolic tensor within its graph."""
         layer, node_index, tensor_index = tensor._keras_history[:3]

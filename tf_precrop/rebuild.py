@@ -71,27 +71,23 @@ class _Rebuilder:
         line = self.line
         inputs = self.graph._builder.submodel_inputs[id(model)]
         view = line.functional_view(model)
-        new_inputs = []
+        new_inputs = {}
         for tensor in line.graph_inputs(view):
             shape = list(tensor.shape[1:])
             if not top:
                 shape[-1] = self.width(self._expr_by_key(inputs[line.tensor_key(tensor)]))
             name = tensor._keras_history[0].name
-            new_inputs.append(line.input(shape, tensor.dtype, name))
+            new_inputs[line.tensor_key(tensor)] = line.input(shape, tensor.dtype, name)
         if line.is_sequential(model):
             layers = [self.clone(layer) for layer in model.layers]
-            new = line.sequential([new_inputs[0], *layers], name=model.name)
-        else:
-            structure = new_inputs if isinstance(model.input, (list, tuple)) else new_inputs[0]
-            if isinstance(model.input, dict):
-                structure = {k: t for k, t in zip(model.input, new_inputs, strict=True)}
-            new = line.clone_functional(model, structure, self.clone)
-        return new
+            return line.sequential([*new_inputs.values(), *layers], name=model.name)
+        # Same structure as model.input (tensor, list or dict), matched by tensor.
+        structure = _map_structure(lambda t: new_inputs[line.tensor_key(t)], model.input)
+        return line.clone_functional(model, structure, self.clone)
 
     def _expr_by_key(self, expr):
         # Expressions of sub-model inputs still hold builder variables.
-        builder = self.graph._builder
-        return expr.map_vars(lambda v: self.graph._root_key[builder.find(v)])
+        return expr.map_vars(self.graph._to_key)
 
     def clone(self, layer):
         line = self.line
@@ -107,6 +103,14 @@ class _Rebuilder:
             return _copy_lambda(line, layer)
         config = self.configs.get(id(layer), layer.get_config())
         return type(layer).from_config(config)
+
+
+def _map_structure(fn, structure):
+    if isinstance(structure, dict):
+        return {k: _map_structure(fn, v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_map_structure(fn, v) for v in structure)
+    return fn(structure)
 
 
 def _copy_lambda(line, layer):

@@ -33,6 +33,7 @@ class LayerCall:
     outputs: list = dataclasses.field(default_factory=list)
     meta: dict = dataclasses.field(default_factory=dict)
     first: bool = True
+    constants: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,7 @@ class _Builder:
         self.widths = []  # original width per variable
         self.producers = []
         self.parent = []
+        self.factor = []
         self.fixed = {}  # var -> reason
         self.ties = []
         self.multiples = []
@@ -106,6 +108,7 @@ class _Builder:
         self.widths.append(int(width))
         self.producers.append(producer)
         self.parent.append(len(self.parent))
+        self.factor.append(Fraction(1))
         return LinearExpr.var(len(self.widths) - 1)
 
     def new_fixed(self, width, producer, reason):
@@ -114,16 +117,26 @@ class _Builder:
         return expr
 
     def find(self, v):
-        while self.parent[v] != v:
-            self.parent[v] = self.parent[self.parent[v]]
-            v = self.parent[v]
-        return v
+        """``(root, f)`` with ``w_v = f · w_root`` (weighted union-find)."""
+        if self.parent[v] == v:
+            return v, Fraction(1)
+        root, f = self.find(self.parent[v])
+        self.factor[v] *= f
+        self.parent[v] = root
+        return root, self.factor[v]
 
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            lo, hi = min(ra, rb), max(ra, rb)
-            self.parent[hi] = lo
+    def union(self, a, ca, b, cb):
+        """Records ``ca · w_a = cb · w_b``; False if it contradicts earlier ties."""
+        ra, fa = self.find(a)
+        rb, fb = self.find(b)
+        left, right = ca * fa, cb * fb  # left · w_ra = right · w_rb
+        if ra == rb:
+            return left == right
+        if ra < rb:  # the older variable stays the root
+            self.parent[rb], self.factor[rb] = ra, left / right
+        else:
+            self.parent[ra], self.factor[ra] = rb, right / left
+        return True
 
     def canonical(self, expr):
         return expr.map_vars(self.find)
@@ -138,8 +151,8 @@ class _Builder:
         self.ties.append((a, b, where))
         ca, cb = self.canonical(a), self.canonical(b)
         sa, sb = ca.single(), cb.single()
-        if sa and sb and sa[1] == sb[1]:
-            self.union(sa[0], sb[0])
+        if sa and sb:
+            self.union(sa[0], sa[1], sb[0], sb[1])
 
     def fix(self, expr, reason):
         for v in getattr(expr, "expr", expr).vars:
@@ -182,7 +195,7 @@ class _Builder:
             if line.is_model(op):
                 outs = self.walk(op, in_exprs, key + "/")
             else:
-                outs = self._call(op, key, in_exprs, in_tensors, out_tensors)
+                outs = self._call(op, key, in_exprs, in_tensors, out_tensors, node)
             if len(outs) != len(out_tensors):
                 raise UnsupportedLayerError(
                     f"Layer '{key}' produced {len(out_tensors)} tensors but its rule "
@@ -193,7 +206,7 @@ class _Builder:
                 exprs[line.tensor_key(t)] = e
         return [exprs[line.tensor_key(t)] for t in line.graph_outputs(graph)]
 
-    def _call(self, op, key, in_exprs, in_tensors, out_tensors):
+    def _call(self, op, key, in_exprs, in_tensors, out_tensors, node):
         is_layer = self.line.is_layer(op)
         rule = rule_for(op, key, is_layer)
         try:
@@ -208,6 +221,7 @@ class _Builder:
             inputs=in_exprs,
             in_shapes=[tuple(t.shape[1:]) for t in in_tensors],
             out_shapes=[tuple(t.shape[1:]) for t in out_tensors],
+            constants=self.line.node_constants(node),
         )
         call.rule = rule
         previous = self.seen_layers.get(id(op))
@@ -237,8 +251,8 @@ class _Builder:
                 if ca == cb:
                     continue
                 sa, sb = ca.single(), cb.single()
-                if sa and sb and sa[1] == sb[1]:
-                    self.union(sa[0], sb[0])
+                if sa and sb and sa[0] != sb[0]:
+                    self.union(sa[0], sa[1], sb[0], sb[1])
                     changed = True
         for a, b, where in self.ties:
             ca, cb = self.canonical(a), self.canonical(b)
@@ -267,12 +281,11 @@ class ChannelGraph:
         b = builder
         roots = {}
         for v in range(len(b.widths)):
-            roots.setdefault(b.find(v), []).append(v)
+            roots.setdefault(b.find(v)[0], []).append(v)
         root_key = {}
         taken = set()
         for root in sorted(roots):
-            members = roots[root]
-            key = b.producers[min(members)]
+            key = b.producers[root]
             base, n = key, 1
             while key in taken:
                 n += 1
@@ -282,12 +295,18 @@ class ChannelGraph:
         self._root_key = root_key
 
         def to_key(v):
-            return root_key[b.find(v)]
+            root, f = b.find(v)
+            return root_key[root], f
 
+        self._to_key = to_key
         fixed = {}
         for v, reason in b.fixed.items():
-            fixed.setdefault(to_key(v), reason)
+            fixed.setdefault(to_key(v)[0], reason)
         multiples = {k: 1 for k in root_key.values()}
+        for v in range(len(b.widths)):
+            # A member w_v = (p/q)·w_root needs w_root to be a multiple of q.
+            key, f = to_key(v)
+            multiples[key] = math.lcm(multiples[key], f.denominator)
         for expr, k, _ in b.multiples:
             canon = expr.map_vars(to_key)
             for var, coeff in canon.terms.items():
@@ -297,18 +316,18 @@ class ChannelGraph:
         groups = []
         for root in sorted(roots):
             members = roots[root]
-            widths = {b.widths[v] for v in members}
             key = root_key[root]
-            if len(widths) != 1:
+            width = b.widths[root]
+            bad = [b.producers[v] for v in members if b.find(v)[1] * width != b.widths[v]]
+            if bad:
                 raise UnsupportedLayerError(
-                    f"Channel group '{key}' joins tensors of different widths "
-                    f"{sorted(widths)}. Expected equal widths. Received: producers="
-                    f"{sorted({b.producers[v] for v in members})}"
+                    f"Channel group '{key}' ties tensors whose widths do not keep the "
+                    f"required ratios. Expected consistent widths. Received: producers={bad}"
                 )
             groups.append(
                 ChannelGroup(
                     key=key,
-                    width=widths.pop(),
+                    width=width,
                     fixed=key in fixed,
                     multiple_of=multiples[key],
                     producers=tuple(dict.fromkeys(b.producers[v] for v in sorted(members))),
@@ -414,6 +433,13 @@ class ChannelGraph:
                 f"multiplier. Received: widths of type {type(widths).__name__}"
             )
         new = dict(current)
+        unknown = [k for k in widths if k not in self._by_key]
+        if unknown:
+            raise WidthError(
+                f"Unknown channel groups {unknown[:5]}. Expected keys of "
+                f"`channel_groups(model)` (e.g. {[g.key for g in self.free_groups[:4]]}). "
+                f"Received: {unknown[:5]}"
+            )
         for key, value in widths.items():
             group = self[key]
             if isinstance(value, bool) or not isinstance(value, (int,)) and not (

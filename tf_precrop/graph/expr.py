@@ -39,10 +39,12 @@ class LinearExpr:
         return LinearExpr({v: c * Fraction(factor) for v, c in self.terms.items()})
 
     def map_vars(self, fn):
+        """Substitutes variables: ``fn(v)`` returns ``(new_var, factor)`` with
+        ``w_v = factor · w_new_var``."""
         terms = {}
         for v, c in self.terms.items():
-            root = fn(v)
-            terms[root] = terms.get(root, Fraction(0)) + c
+            root, factor = fn(v)
+            terms[root] = terms.get(root, Fraction(0)) + c * Fraction(factor)
         return LinearExpr(terms)
 
     def evaluate(self, widths):
@@ -114,9 +116,6 @@ class Poly:
 
     def scaled(self, factor):
         return Poly({m: c * Fraction(factor) for m, c in self.terms.items()})
-
-    def map_vars(self, fn):
-        return Poly({tuple(fn(v) for v in m): c for m, c in self.terms.items()})
 
     def evaluate(self, widths):
         total = Fraction(0)

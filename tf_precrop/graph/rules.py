@@ -53,6 +53,9 @@ class GroupedView:
     def __init__(self, expr, groups, order):
         self.expr, self.groups, self.order = expr, groups, order
 
+    def __repr__(self):
+        return f"({self.expr}) split into {self.groups} groups ({self.order})"
+
 
 class LayerRule:
     """Base rule: subclasses override what differs. See the module docstring."""
@@ -430,7 +433,8 @@ class ChannelSplitRule(LayerRule):
         expr = _single_input(call)
         n = int(call.config["num_splits"])
         single = expr.single()
-        if single is None and len(expr.terms) == n:
+        widths = {ctx.original_width(LinearExpr.var(v, c)) for v, c in expr.terms.items()}
+        if single is None and len(expr.terms) == n and len(widths) == 1:
             # A concatenation of n parts split back into n parts: tie the parts.
             (first, c0), *rest = expr.terms.items()
             for var, coeff in rest:
@@ -489,6 +493,9 @@ class OperationRule(LayerRule):
     name = "operation"
 
     def propagate(self, call, ctx):
+        if any(getattr(c, "ndim", 0) >= 1 and getattr(c, "size", 1) > 1 for c in call.constants):
+            # A per-channel constant (e.g. `x * np.arange(C)`) pins the width.
+            return FixedRule().propagate(call, ctx)
         out_channels = [s[-1] if s else None for s in call.out_shapes]
         in_channels = [ctx.original_width(e) if isinstance(e, LinearExpr) else None for e in call.inputs]
         in_shapes = call.in_shapes
@@ -551,8 +558,14 @@ def _probe_lambda(call, factor):
         np.zeros((1,) + tuple(s[:-1]) + (s[-1] * factor,), dtype="float32")
         for s in (tuple(1 if d is None else d for d in shape) for shape in call.in_shapes)
     ]
+    import tensorflow as tf
+
+    tensors = [tf.constant(a) for a in arrays]
     try:
-        out = layer(arrays[0] if len(arrays) == 1 else arrays)
+        # Call the function itself, not the layer: the user's layer stays untouched.
+        out = layer.function(
+            tensors[0] if len(tensors) == 1 else tensors, **(getattr(layer, "arguments", None) or {})
+        )
     except Exception as e:  # noqa: BLE001 - any failure means "cannot probe"
         raise UnsupportedLayerError(
             f"Lambda layer '{call.key}' could not be probed at {factor}x its input "
@@ -620,6 +633,7 @@ def _install_builtin_rules():
 
 
 _install_builtin_rules()
+_BUILTIN_RULES = dict(_RULES)
 OPERATION_RULE = OperationRule()
 
 
@@ -658,16 +672,19 @@ def unregister_rule(layer_class):
     """Removes a rule registered with :func:`register_rule` (no-op if absent)."""
     name = layer_class if isinstance(layer_class, str) else layer_class.__name__
     _RULES.pop(name, None)
-    _install_builtin_rules()
+    if name in _BUILTIN_RULES:
+        _RULES[name] = _BUILTIN_RULES[name]
 
 
 def rule_for(operation, key, is_layer):
     """The rule for one layer/operation; raises for classes without a rule."""
     name = type(operation).__name__
+    if not is_layer:
+        # Keras 3 operations (``x + 3``, ``x * w``) share class names with layers
+        # (Add, Multiply) but not their semantics: judged by shapes and constants.
+        return OPERATION_RULE
     if name in _RULES:
         return _RULES[name]
-    if not is_layer:
-        return OPERATION_RULE
     raise UnsupportedLayerError(
         f"Layer '{key}' of class {type(operation).__module__}.{name} has no channel "
         "rule, so tf_precrop cannot tell how it maps channel counts. Expected a "
