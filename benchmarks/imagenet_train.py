@@ -51,8 +51,8 @@ def make_datasets(args):
         import tensorflow_datasets as tfds
 
         train, val = tfds.load(args.tfds, split=["train", "validation"], as_supervised=True)
-        train = train.map(lambda i, l: (tf.image.resize(i, (size + 32, size + 32)), l))
-        val = val.map(lambda i, l: (tf.image.resize(i, (size, size)), l))
+        train = train.map(lambda im, lab: (tf.image.resize(im, (size + 32, size + 32)), lab))
+        val = val.map(lambda im, lab: (tf.image.resize(im, (size, size)), lab))
         train, val = train.batch(args.batch_size), val.batch(args.batch_size)
     else:
         kwargs = dict(label_mode="int", batch_size=args.batch_size, seed=0)

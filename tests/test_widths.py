@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import tf_precrop
-from tf_precrop.widths import CompiledPolys, WidthProblem
 from tf_precrop.graph.expr import LinearExpr, Poly
+from tf_precrop.widths import CompiledPolys, WidthProblem
 
 
 def test_compiled_polys_match_exact_evaluation_and_finite_differences():

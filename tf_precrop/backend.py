@@ -177,7 +177,7 @@ def _tf_nest():
     return tf.nest
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_line(name=KERAS3):
     """The :class:`KerasLine` called ``name`` (``"keras3"`` or ``"tf_keras"``)."""
     return KerasLine(name)

@@ -106,7 +106,7 @@ def _make_layers(line):
     return types.SimpleNamespace(ChannelSplit=ChannelSplit, ChannelShuffle=ChannelShuffle)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _layers_of(line_name):
     return _make_layers(get_line(line_name))
 
