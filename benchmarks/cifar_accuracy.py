@@ -5,9 +5,9 @@ validation accuracy, training throughput (images/s) and peak memory:
 
 * ``dense``            — the full model;
 * ``uniform_width``    — every free channel group scaled by one factor;
-* ``precrop_synexp``   — PreCrop with SynExp densities (the default method);
-* ``precrop_synexp_b0``— the same with the width-balance term off (balance=0);
-* ``precrop_synexp_b2``— the same with a strong balance term (balance=2);
+* ``precrop_synexp``   — PreCrop with SynExp densities, default settings;
+* ``precrop_synexp_bB``— the same with the width-balance weight set to B
+  (0, 0.5, 2; the default was chosen from these runs);
 * ``precrop_synflow``  — PreCrop fitted to SynFlow's layer densities;
 * ``synflow_masked``   — SynFlow's unstructured masks (weight level), kept
   fixed in training: the same layer densities as ``precrop_synflow`` at weight
@@ -37,6 +37,7 @@ VARIANTS = (
     "uniform_width",
     "precrop_synexp",
     "precrop_synexp_b0",
+    "precrop_synexp_b0.5",
     "precrop_synexp_b2",
     "precrop_synflow",
     "synflow_masked",
@@ -59,6 +60,7 @@ def build_variant(name, base_fn, budget, fraction, seed, rounds):
         "uniform_width": ("uniform_width", {}),
         "precrop_synexp": ("synexp", {}),
         "precrop_synexp_b0": ("synexp", {"balance": 0.0}),
+        "precrop_synexp_b0.5": ("synexp", {"balance": 0.5}),
         "precrop_synexp_b2": ("synexp", {"balance": 2.0}),
         "precrop_synflow": ("synflow", {"rounds": rounds}),
     }[name]

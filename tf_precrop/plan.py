@@ -14,13 +14,12 @@ import numpy as np
 from tf_precrop.errors import BudgetError
 from tf_precrop.graph.channel_graph import channel_groups
 from tf_precrop.rebuild import rebuild
-from tf_precrop.widths import BUDGET_KINDS, WidthProblem, resolve_budget
+from tf_precrop.widths import BUDGET_KINDS, DEFAULT_BALANCE, WidthProblem, resolve_budget
 
 SCORE_METHODS = ("synflow", "snip", "grasp", "magnitude", "random")
 DENSITY_METHODS = ("uniform", "erk", "synexp")
 METHODS = SCORE_METHODS + DENSITY_METHODS + ("uniform_width",)
 DEFAULT_METHOD = "synexp"
-DEFAULT_BALANCE = 0.5
 PLAN_FORMAT = 1
 
 
@@ -177,7 +176,8 @@ def plan(
         preconfig: allow widening (PreConfig): widths up to ``upper`` (option,
             default 2.0) times today's.
         seed: seed for random scores and initialisation-dependent methods.
-        **options: ``balance`` (width-balance weight of the fit, default 0.5),
+        **options: ``balance`` (width-balance weight of the fit, default 2.0,
+            chosen by measured CIFAR-10 accuracy — see docs/results.md),
             ``min_channels`` (default 1), ``upper``, ``tolerance`` (0.01),
             ``rounds`` (SynFlow rounds, 100), ``verbose`` (1), ``loss``,
             ``score_density`` (density at which scores are thresholded;

@@ -33,6 +33,10 @@ import numpy as np
 from tf_precrop.errors import BudgetError
 
 BUDGET_KINDS = ("params", "macs")
+#: Default weight of the width-balance term, chosen by CIFAR-10 accuracy
+#: (benchmarks/cifar_accuracy.py; docs/results.md): 2.0 beat 0, 0.5 and
+#: uniform width scaling at 10x fewer params and at 10x fewer MACs.
+DEFAULT_BALANCE = 2.0
 
 
 class CompiledPolys:
@@ -87,7 +91,7 @@ class WidthSolution:
 class WidthProblem:
     """The fitting problem of one graph, budget kind and set of target densities."""
 
-    def __init__(self, graph, budget="params", upper=1.0, min_channels=1, balance=0.5):
+    def __init__(self, graph, budget="params", upper=1.0, min_channels=1, balance=DEFAULT_BALANCE):
         if budget not in BUDGET_KINDS:
             raise BudgetError(
                 f"Unknown budget kind. Expected one of {BUDGET_KINDS}. Received: budget={budget!r}"
