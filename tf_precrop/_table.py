@@ -22,6 +22,10 @@ def render_table(columns, rows, title=None, width=120):
 
 
 def _fmt(value):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "–"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):
