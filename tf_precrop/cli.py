@@ -22,8 +22,9 @@ EXIT_ERROR = 2
 
 
 def _parse_shape(text):
+    parts = text.split(",")
     try:
-        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+        dims = tuple(int(p) for p in parts)
     except ValueError:
         dims = ()
     if not dims or any(d <= 0 for d in dims):
@@ -33,8 +34,16 @@ def _parse_shape(text):
     return dims
 
 
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line and exit 2, like ours."""
+
+    def error(self, message):
+        print(f"tf-precrop: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tf-precrop",
         description="Structured pruning at initialization (PreCropping) for Keras CNNs.",
     )
@@ -101,7 +110,11 @@ def load_model(name, input_shape=None, classes=None, line="keras3", unsafe_load=
         try:
             return get_line(line).load_model(name, safe_mode=not unsafe_load)
         except Exception as e:
-            raise ValueError(f"could not load {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+            first = str(e).splitlines()[0] if str(e) else ""
+            hint = ""
+            if "safe_mode" in str(e) or "unsafe" in str(e).lower():
+                hint = "; it holds code (e.g. a Lambda): if you trust the file, pass --unsafe-load"
+            raise ValueError(f"could not load {name}: {type(e).__name__}: {first}{hint}") from e
     kwargs = {}
     if input_shape is not None:
         kwargs["input_shape"] = input_shape

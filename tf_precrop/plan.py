@@ -211,6 +211,7 @@ def plan(
         )
     if method not in METHODS:
         raise ValueError(f"Unknown method. Expected one of {METHODS}. Received: method={method!r}")
+    _check_options(round_to, seed, options)
     if budget not in BUDGET_KINDS:
         raise BudgetError(
             f"Unknown budget kind. Expected one of {BUDGET_KINDS}. Received: budget={budget!r}"
@@ -246,6 +247,52 @@ def plan(
         min_channels=options.get("min_channels", 1),
         rounds=options.get("rounds", 100) if method == "synflow" else None,
     ))
+
+
+def _check_options(round_to, seed, options):
+    def bad(name, value, expected):
+        raise ValueError(f"Invalid `{name}`. Expected {expected}. Received: {name}={value!r}")
+
+    if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
+        bad("round_to", round_to, "a positive integer")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        bad("seed", seed, "an integer or None")
+    checks = {
+        "tolerance": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+        "balance": (lambda v: v >= 0, "a finite number ≥ 0"),
+        "min_channels": (lambda v: v >= 1, "a number ≥ 1"),
+        "upper": (lambda v: v >= 1, "a number ≥ 1"),
+    }
+    for name, (ok, expected) in checks.items():
+        if name in options:
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                bad(name, value, expected)
+            if not math.isfinite(value) or not ok(value):
+                bad(name, value, expected)
+    rounds = options.get("rounds", 1)
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        bad("rounds", rounds, "a positive integer")
+
+
+def _check_scores(per_layer, method):
+    """Scores must be finite and not all zero: a plan is never made from them."""
+    from tf_precrop.errors import ScoreError
+
+    for key, values in per_layer.items():
+        values = np.asarray(values, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ScoreError(
+                f"{method} scores of layer '{key}' are not finite (NaN or inf). Expected "
+                "finite scores; check the model's weights and the data. Received: "
+                f"{int(np.sum(~np.isfinite(values)))} non-finite of {values.size}"
+            )
+    if not any(np.any(np.asarray(v) != 0) for v in per_layer.values()):
+        raise ScoreError(
+            f"All {method} scores are zero, so they rank nothing. Expected some non-zero "
+            "scores (an all-zero model has none: initialise it first). Received: "
+            f"{len(per_layer)} layers of zero scores"
+        )
 
 
 def crop(model, target, **kwargs):
@@ -305,6 +352,7 @@ def _target_densities(model, graph, problem, method, fraction, data, seed, optio
         layers=[n.key for n in nodes],
     )
     per_layer = {k: v for k, v in scores.per_layer.items() if k in kernel_sizes}
+    _check_scores(per_layer, method)
     result = dens.global_threshold_densities(per_layer, score_density)
     # A layer the threshold removed entirely keeps the smallest fit-able density.
     return {k: max(float(v), 1.0 / kernel_sizes[k]) for k, v in result.items()}
