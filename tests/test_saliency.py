@@ -204,6 +204,14 @@ def test_synflow_overflow_beyond_float64_raises_naming_layer():
         compute_scores(model, "synflow", verbose=0)
 
 
+def test_synflow_layer_collapse_raises():
+    # Per-weight scores of the 4x4000 layer are ~1000x smaller than those of
+    # the 4x4 layer: keeping 16 weights in round 1 keeps only the small layer.
+    model = dense_chain([4, 4, 4000])
+    with pytest.raises(ScoreError, match="layer collapse.*rounds"):
+        compute_scores(model, "synflow", target_density=1e-6, rounds=2, verbose=0)
+
+
 def test_synflow_all_zero_scores_raise():
     model = dense_chain([3, 4, 2])
     w1, w2 = model.get_weights()
@@ -231,6 +239,19 @@ def test_synflow_layer_scaling_invariance():
     assert base.layer_densities(0.1) == other.layer_densities(0.1)
     for key in base.per_layer:
         np.testing.assert_allclose(other.per_layer[key], 4.0 * base.per_layer[key], rtol=1e-6)
+
+
+def test_synflow_zero_biases_change_nothing():
+    """Zero biases (as at initialisation) leave R and every score unchanged."""
+    plain = dense_chain([5, 6, 3], seed=4)
+    biased = dense_chain([5, 6, 3], use_bias=True, seed=4)
+    w1, w2 = plain.get_weights()
+    biased.set_weights([w1, np.zeros(6, "float32"), w2, np.zeros(3, "float32")])
+    a = compute_scores(plain, "synflow", target_density=0.3, rounds=5, verbose=0)
+    b = compute_scores(biased, "synflow", target_density=0.3, rounds=5, verbose=0)
+    for key in a.per_layer:
+        np.testing.assert_allclose(a.per_layer[key], b.per_layer[key], rtol=1e-6)
+    assert "balanced" in b.info["scaling"]
 
 
 @pytest.mark.slow

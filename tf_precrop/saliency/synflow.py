@@ -431,6 +431,7 @@ class _Engine:
         self.buffers = [tf.Variable(tf.zeros_like(k), trainable=False) for k in kernels]
         sizes = [int(np.prod(v.shape)) for v in kernels]
         total = sum(sizes)
+        self.density = 1.0  # density kept by the masks so far
         self.exact = total <= SAMPLE_SIZE
         self.sample_size = total if self.exact else 0
         self.indices = None
@@ -477,15 +478,17 @@ class _Engine:
             lambda: tf.math.top_k(sample, k).values[k - 1],
             lambda: -tf.math.top_k(-sample, size - k + 1).values[size - k],
         )
-        tf.cond(keep > 0, lambda: self.mask(grads, threshold), lambda: tf.constant(False))
+        # Both side effects feed an output, so a call returns only once the
+        # kernels are masked (and the gradients captured).
+        masked = tf.cond(keep > 0, lambda: self.mask(grads, threshold), lambda: tf.constant(False))
 
         def copy():
             for buffer, g in zip(self.buffers, grads, strict=True):
                 buffer.assign(g)
             return tf.constant(True)
 
-        tf.cond(capture, copy, lambda: tf.constant(False))
-        return total, sample
+        captured = tf.cond(capture, copy, lambda: tf.constant(False))
+        return total, sample, masked, captured
 
     def _sample(self, grads):
         """|g * theta| at the sample positions (all positions for small models)."""
@@ -519,12 +522,12 @@ class _Engine:
             tf.constant(bool(capture)),
         )
         try:
-            total, sample = self.step(*args)
+            total, sample, _, _ = self.step(*args)
         except Exception as e:  # pragma: no cover - no XLA: same math, unfused
             if "xla" not in str(e).lower() and "jit" not in str(e).lower():
                 raise
             self._build(jit=False)
-            total, sample = self.step(*args)
+            total, sample, _, _ = self.step(*args)
         return float(total.numpy()), sample.numpy()
 
     def _layer_scores(self, group):
@@ -676,24 +679,45 @@ class _Engine:
         """
         keep = max(1, int(round(density * self.sample_size)))
         r, sample = self._run(self.x_scale, self.seed_scale, keep=keep)
-        if not (math.isfinite(r) and r > 0 and self._finite(sample)):
-            if self.dtype == self.tf.float32:
-                raise _NeedFloat64()
-            self._run(self.x_scale, self.seed_scale, capture=True)
-            self._raise_nonfinite(r, "after pruning")
+        self._check_round(r, sample, density)
+        self.density = density
         self.log2_r = math.log2(r / self.x_scale)
         if self.balanced:  # re-centre the scales on the new (smaller) R
             self.x_scale = self.seed_scale = 2.0 ** (-round(self.log2_r / 2))
 
+    def _check_round(self, r, sample, density):
+        """R of a round must be positive and finite (else restart or raise).
+
+        Also checks that the previous round's masks hold: pruned weights
+        score exactly 0, so the non-zero fraction of the sample may not
+        exceed the previous density (plus sampling error).
+        """
+        kept = np.count_nonzero(sample) / max(1, sample.size)
+        if kept > self.density + 0.02:
+            raise ScoreError(
+                "SynFlow's masks do not follow the schedule (internal error). "
+                f"Expected at most {self.density:.4f} of the sampled weights to "
+                f"score above zero. Received: {kept:.4f}"
+            )
+        if math.isfinite(r) and r > 0 and self._finite(sample):
+            return
+        if r == 0.0:
+            raise ScoreError(
+                "SynFlow pruned every path from the input to the output (layer "
+                "collapse) "
+                + (f"while keeping {density:.4g} of the weights" if density else "")
+                + ": the schedule is too steep. Expected R > 0 in every round; "
+                "use more `rounds` or a higher `target_density`. Received: R=0.0"
+            )
+        if self.dtype == self.tf.float32:
+            raise _NeedFloat64()
+        self._run(self.x_scale, self.seed_scale, capture=True)
+        self._raise_nonfinite(r, "after pruning")
+
     def final_scores(self):
         """Scores at the current masks: dict key -> float64 (unscaled) array."""
         r, sample = self._run(self.x_scale, self.seed_scale, capture=True)
-        if not (math.isfinite(r) and r > 0 and self._finite(sample)):
-            if self.dtype == self.tf.float32:
-                raise _NeedFloat64()
-            if r == 0.0:
-                self._raise_no_flow()
-            self._raise_nonfinite(r, "in the last round")
+        self._check_round(r, sample, None)
         self.log2_r = math.log2(r / self.x_scale)
         # Undo the power-of-two scaling (exact): true SynFlow scores.
         unscale = 1.0 / (self.x_scale * self.seed_scale)
