@@ -1,0 +1,135 @@
+"""Compatibility sweep (CI subset): one keras.applications model per family crops and exports.
+
+Runs :func:`compat_sweep.check_model` from ``benchmarks/compat_sweep.py``: for
+each model (``weights=None``, ``classes=10``, smallest input size it accepts)
+``plan(0.5, "synexp")`` and ``plan(0.5, "synflow", rounds=3)`` build, keep the
+input/output shapes, hold exactly the planned parameters, hit the budget within
+±1% (or say ``within_tolerance=False``), and the original model is bitwise
+untouched. To keep CI time reasonable, only the synexp crop is exported to fp32
+TFLite and verified here (the script exports both), and only one model per
+family runs here, in Keras 3 (RegNet, only in tf_keras, there); the big variants (ResNet101/152,
+ResNet101V2/152V2, DenseNet169, EfficientNetB1/B2, EfficientNetV2B1,
+InceptionResNetV2, MobileNetV3Large, RegNetY002) run in the script only — see
+docs/compatibility.md for the full table.
+"""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::UserWarning:keras"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:keras"),
+    pytest.mark.filterwarnings("ignore::UserWarning:tf_keras"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:tf_keras"),
+]
+
+_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "compat_sweep.py"
+_spec = importlib.util.spec_from_file_location("compat_sweep", _SCRIPT)
+compat_sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compat_sweep)
+
+#: One model per family (Keras 3), and a few tf_keras ones (RegNet exists only there).
+CASES = [
+    ("ResNet50", "keras3"),
+    ("ResNet50V2", "keras3"),
+    ("MobileNet", "keras3"),
+    ("MobileNetV2", "keras3"),
+    ("MobileNetV3Small", "keras3"),
+    ("EfficientNetB0", "keras3"),
+    ("EfficientNetV2B0", "keras3"),
+    ("DenseNet121", "keras3"),
+    ("Xception", "keras3"),
+    ("InceptionV3", "keras3"),
+    ("NASNetMobile", "keras3"),
+    ("ConvNeXtTiny", "keras3"),
+    ("VGG16", "keras3"),
+    ("RegNetX002", "tf_keras"),
+]
+
+#: Models whose SynFlow crop is not checked here: SynFlow on ConvNeXt's LayerNormalization
+#: succeeds or fails depending on the initial weights (see the xfail test below).
+SYNEXP_ONLY = ("ConvNeXtTiny",)
+
+#: Families whose SynFlow crop is refused: gated networks (squeeze-excite / hard-swish
+#: multiplies) make SynFlow's linearised path sum overflow even in float64, and
+#: tf_precrop raises ScoreError; their synexp crop works (see docs/compatibility.md).
+SYNFLOW_REFUSED = ("MobileNetV3", "EfficientNet", "EfficientNetV2", "RegNetY")
+
+
+def expected_status(name):
+    return "partly refused" if name.startswith(SYNFLOW_REFUSED) else "ok"
+
+
+def test_every_family_is_covered():
+    families = {family for family, _ in compat_sweep.MODELS.values()}
+    assert families == {compat_sweep.MODELS[name][0] for name, _ in CASES}
+
+
+def test_requested_models_exist_in_their_lines():
+    for name in compat_sweep.MODELS:
+        assert compat_sweep.exists(name, "keras3") or compat_sweep.exists(name, "tf_keras"), name
+    assert not compat_sweep.exists("RegNetX002", "keras3")
+
+
+@pytest.mark.parametrize("name, line", CASES, ids=[f"{n}-{line}" for n, line in CASES])
+def test_application_crops_to_half_and_exports(name, line):
+    methods = compat_sweep.METHODS[:1] if name in SYNEXP_ONLY else compat_sweep.METHODS
+    record = compat_sweep.check_model(name, line, export=("synexp",), methods=methods)
+    expected = expected_status(name)
+    detail = {k: record.get(k) for k in ("status", "error", "original_untouched")}
+    detail["crops"] = [
+        {k: c.get(k) for k in ("method", "status", "achieved", "problems", "error")}
+        for c in record["crops"]
+    ]
+    assert record["status"] == expected, detail
+    assert record["original_untouched"], detail
+    crops = {c["method"]: c for c in record["crops"]}
+    assert list(crops) == [label for label, _ in methods]
+    if expected == "partly refused":
+        refused = crops.pop("synflow")
+        assert refused["status"] == "refused", refused
+        assert refused["error"].startswith("ScoreError: SynFlow") and "gated" in refused["error"], refused
+    for crop in crops.values():
+        assert crop["status"] == "ok", crop
+        assert crop["within_tolerance"] and abs(crop["achieved"] - 0.5) <= 0.5 * 0.01 + 1e-9, crop
+        assert crop["params_before"] == record["params"]
+    assert crops["synexp"]["tflite_bytes"] > 0
+    assert "tflite_bytes" not in crops.get("synflow", {})
+
+
+def _layernorm_model():
+    import keras
+
+    x = keras.Input((8, 8, 3), name="image")
+    y = keras.layers.Conv2D(8, 3, padding="same", name="c1")(x)
+    y = keras.layers.LayerNormalization(name="ln")(y)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="c2")(y)
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    return keras.Model(x, keras.layers.Dense(10, name="out")(y), name="layernorm")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="saliency bug: SynFlow keeps LayerNormalization in the linearised network; its "
+    "mean subtraction makes the path sum R negative for some initial weights (seeds 3 and 5 "
+    "here: ScoreError 'R=-1.03 ... every path was pruned or the sum overflowed'), so the "
+    "same architecture is scored or refused depending on the init (ConvNeXtTiny too)",
+)
+def test_synflow_on_layernorm_does_not_depend_on_the_initial_weights():
+    import keras
+
+    from tf_precrop.errors import ScoreError
+    from tf_precrop.saliency import compute_scores
+
+    outcomes = []
+    for seed in range(6):
+        keras.utils.set_random_seed(seed)
+        try:
+            compute_scores(_layernorm_model(), "synflow", verbose=0)
+            outcomes.append("scored")
+        except ScoreError:
+            outcomes.append("refused")
+    assert len(set(outcomes)) == 1, outcomes
