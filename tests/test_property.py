@@ -115,14 +115,6 @@ def _odd_shuffle_unit():
     return keras.Model(x, keras.layers.Dense(2, name="out")(y), name="odd_shuffle")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graph bug (found by the strategy): a ShuffleNet unit with odd halves gets "
-    "multiple_of=4 on sh_in (width 2) and 2 on branch (width 1) — the shuffle's "
-    "'(sh_in/2 + branch) % 2 == 0' is imposed term by term — so today's widths break "
-    "their own constraint, rebuild(model, 0.5) doubles the model and "
-    "rebuild(model, {'sh_in': 2}) (today's width) raises WidthError",
-)
 def test_group_widths_respect_their_own_multiple_of():
     import tf_precrop
 

@@ -303,15 +303,25 @@ class ChannelGraph:
         for v, reason in b.fixed.items():
             fixed.setdefault(to_key(v)[0], reason)
         multiples = {k: 1 for k in root_key.values()}
+        root_width = {root_key[r]: b.widths[r] for r in roots}
         for v in range(len(b.widths)):
             # A member w_v = (p/q)·w_root needs w_root to be a multiple of q.
             key, f = to_key(v)
             multiples[key] = math.lcm(multiples[key], f.denominator)
-        for expr, k, _ in b.multiples:
+        for expr, k, where in b.multiples:
             canon = expr.map_vars(to_key)
+            needs = {}
             for var, coeff in canon.terms.items():
                 c = Fraction(coeff)
-                need = k * c.denominator // math.gcd(c.numerator, k * c.denominator)
+                needs[var] = k * c.denominator // math.gcd(c.numerator, k * c.denominator)
+            if len(needs) > 1 and any(root_width[v] % n for v, n in needs.items()):
+                # "Σ terms divisible by k" holds today but not term by term: the
+                # sufficient per-term rule would contradict today's widths, so the
+                # widths of this sum are kept as they are.
+                for var in needs:
+                    fixed.setdefault(var, f"a sum of widths must stay divisible by {k} at '{where}'")
+                continue
+            for var, need in needs.items():
                 multiples[var] = math.lcm(multiples[var], need)
         groups = []
         for root in sorted(roots):
