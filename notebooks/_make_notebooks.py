@@ -563,7 +563,8 @@ def qat():
             """
             result = train(
                 small, (x_train, y_train), (x_val, y_val),
-                config=TrainConfig(epochs=1 if FAST else 15, schedule="cosine", normalize=True),
+                # FAST: 4 short epochs, so logits are decisive enough for a stable int8 check.
+                config=TrainConfig(epochs=4 if FAST else 15, schedule="cosine", normalize=True),
                 verbose=0,
             )
             x_val_n = normalized(x_val)
@@ -588,7 +589,7 @@ def qat():
             y_ft = y_train[:n_ft]
             qat_model, export = qat_finetune_and_export(
                 result.model, x_ft, y_ft, "resnet20_precrop_qat_int8.tflite",
-                epochs=1 if FAST else 2, batch_size=64,
+                epochs=1 if FAST else 2, batch_size=64, num_verify_samples=256,
             )
             qat_acc = evaluate(qat_model, x_val_n, y_val)
             print(f"QAT (fake-quant) val accuracy: {qat_acc:.3f}")
