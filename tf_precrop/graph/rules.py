@@ -22,6 +22,7 @@ Example:
 >>> tf_precrop.register_rule("MyHead", "fixed")         # never resized
 """
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -131,6 +132,12 @@ def _single_input(call):
     return expr
 
 
+def _reject_grouped(call, expr):
+    """Raises unless ``expr`` is a plain channel expression (see _single_input)."""
+    if isinstance(expr, GroupedView):
+        _single_input(dataclasses.replace(call, inputs=[expr]))
+
+
 class PassThroughRule(LayerRule):
     """Channels unchanged (BN, activations, pooling, dropout, padding, ...)."""
 
@@ -184,8 +191,7 @@ class ElementwiseRule(LayerRule):
     def propagate(self, call, ctx):
         exprs = [e for e in call.inputs]
         for e in exprs:
-            if isinstance(e, GroupedView):
-                _single_input(type(call)(**{**call.__dict__, "inputs": [e]}))
+            _reject_grouped(call, e)
         widths = [ctx.original_width(e) for e in exprs]
         full = max(widths)
         tied = [e for e, w in zip(exprs, widths, strict=True) if w == full]
@@ -287,15 +293,10 @@ class DepthwiseRule(LayerRule):
         k = _prod(_depthwise_kernel(call.layer).shape[:-2])
         return Poly.linear(call.outputs[0], k)
 
-    def params(self, call, ctx):
-        poly = self.kernel(call, ctx)
-        if call.config.get("use_bias", True):
-            poly = poly + Poly.linear(call.outputs[0])
-        return poly
-
-    def macs(self, call, ctx):
-        spatial = _prod(_static(call, call.out_shapes[0][:-1], "spatial"))
-        return self.kernel(call, ctx).scaled(spatial)
+    # Bias on the output channels, MACs per output position: as for a conv.
+    transpose = False
+    params = ConvRule.params
+    macs = ConvRule.macs
 
 
 class SeparableRule(ConvRule):
@@ -310,10 +311,6 @@ class SeparableRule(ConvRule):
             call.inputs[0], call.outputs[0], dm
         )
 
-    def macs(self, call, ctx):
-        spatial = _prod(_static(call, call.out_shapes[0][:-1], "spatial"))
-        return self.kernel(call, ctx).scaled(spatial)
-
 
 class ConcatenateRule(LayerRule):
     """Concatenate: on the channel axis the output width is the sum of the parts."""
@@ -326,8 +323,7 @@ class ConcatenateRule(LayerRule):
         if axis == rank - 1:
             total = LinearExpr()
             for e in call.inputs:
-                if isinstance(e, GroupedView):
-                    _single_input(type(call)(**{**call.__dict__, "inputs": [e]}))
+                _reject_grouped(call, e)
                 total = total + e
             return [total]
         return ElementwiseRule().propagate(call, ctx)
