@@ -327,6 +327,11 @@ def main(argv=None):
     parser.add_argument(
         "--render", action="store_true", help="only print the tables of an existing --output JSON"
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="re-run only --models/--lines and replace their records in an existing --output JSON",
+    )
     args = parser.parse_args(argv)
     if args.render:
         from rich.console import Console
@@ -344,11 +349,16 @@ def main(argv=None):
 
     console = Console(width=160)
     records = []
+    if args.update and args.output.exists():
+        rerun = {(m, line) for m in args.models for line in args.lines}
+        old = json.loads(args.output.read_text(encoding="utf-8"))["records"]
+        records = [r for r in old if (r["model"], r["line"]) not in rerun]
     start = time.perf_counter()
     for name in args.models:
         for line in args.lines:
             record = check_model(name, line, export=not args.no_export)
             records.append(record)
+            records.sort(key=lambda r: (list(MODELS).index(r["model"]), LINES.index(r["line"])))
             keras.backend.clear_session()
             tf_keras.backend.clear_session()
             console.print(

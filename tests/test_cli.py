@@ -186,12 +186,15 @@ def test_unwritable_output_dir(tmp_path):
 def test_corrupted_keras_file(tmp_path):
     (tmp_path / "bad.keras").write_bytes(b"this is not a zip file")
     result = cli("--quiet", "profile", "bad.keras", cwd=tmp_path)
-    assert_one_line_error(result, "could not load bad.keras")
+    assert_one_line_error(result, "could not load bad.keras", "not a .keras archive")
+    (tmp_path / "bad.h5").write_bytes(b"this is not HDF5")
+    result = cli("--quiet", "profile", "bad.h5", cwd=tmp_path)
+    assert_one_line_error(result, "could not load bad.h5", "not an HDF5 file")
     # A .keras zip without the model config.
     with zipfile.ZipFile(tmp_path / "empty.keras", "w") as z:
         z.writestr("metadata.json", "{}")
     result = cli("--quiet", "crop", "empty.keras", "--target", "0.5", "--out", tmp_path / "o", cwd=tmp_path)
-    assert_one_line_error(result, "could not load empty.keras")
+    assert_one_line_error(result, "could not load empty.keras", "no config.json")
 
 
 @pytest.mark.slow

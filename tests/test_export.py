@@ -206,6 +206,58 @@ def test_verify_without_strict_returns_the_failed_report(fp32_file):
     assert not report.passed and report.relative_error > TOLERANCES[None]
 
 
+def _logits(rng, n, classes, margin):
+    """Logits whose top-1 leads the runner-up by exactly ``margin``."""
+    e = rng.uniform(-1.0, 0.0, size=(n, classes))
+    top = rng.integers(classes, size=n)
+    second = np.max(np.where(np.eye(classes, dtype=bool)[top], -np.inf, e), axis=-1)
+    e[np.arange(n), top] = second + margin
+    return e.astype("float32"), top
+
+
+def test_int8_gate_ignores_flips_of_near_ties():
+    rng = np.random.default_rng(0)
+    near, top = _logits(rng, 40, 10, margin=0.001)  # 0.1 % of scale 1: noise-level
+    sure, _ = _logits(rng, 60, 10, margin=0.5)
+    got_near = near.copy()
+    got_near[np.arange(40), top] -= 0.01  # every near tie flips, error 0.01
+    e, g = np.concatenate([near, sure]), np.concatenate([got_near, sure])
+    report = tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=True)
+    assert report.passed and report.top1_agreement == pytest.approx(0.6)
+    assert report.decisive_top1_agreement == 1.0 and report.num_decisive == 60
+    # The same flips are a failure where the tolerance is tight.
+    with pytest.raises(ExportError, match="relative error"):
+        tflite_module._compare("f", None, [e], [g], TOLERANCES[None], strict=True)
+
+
+def test_int8_gate_fails_on_flips_of_decisive_samples():
+    rng = np.random.default_rng(1)
+    e, top = _logits(rng, 100, 10, margin=0.06)  # decisive: 0.06 >= 0.05 * max(1, scale)
+    g = e.copy()
+    g[np.arange(6), top[:6]] -= 0.09  # 6 % flipped, error 0.09 < tolerance 0.1
+    report = tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=False)
+    assert not report.passed and report.relative_error < TOLERANCES["int8"]
+    assert report.num_decisive == 100 and report.decisive_top1_agreement == pytest.approx(0.94)
+    with pytest.raises(ExportError, match="on its 100 decisive samples"):
+        tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=True)
+
+
+def test_int8_gate_checks_relative_error_of_classifier_outputs_too():
+    rng = np.random.default_rng(2)
+    e, _ = _logits(rng, 50, 10, margin=0.5)
+    g = e + np.where(np.arange(10) == 0, 0.0, 0.3).astype("float32")  # no flip, error 0.3
+    report = tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=False)
+    assert not report.passed and report.relative_error == pytest.approx(0.3, rel=1e-5)
+
+
+def test_int8_gate_without_decisive_samples_reports_none():
+    rng = np.random.default_rng(3)
+    e, _ = _logits(rng, 20, 10, margin=0.0)
+    report = tflite_module._compare("f", "int8", [e], [e], TOLERANCES["int8"], strict=True)
+    assert report.passed and report.num_decisive == 0
+    assert report.decisive_top1_agreement is None and report.top1_agreement == 1.0
+
+
 def test_verify_of_a_corrupt_file_raises(fp32_file, keras3_model, tmp_path):
     data = fp32_file.read_bytes()
     truncated = tmp_path / "truncated.tflite"

@@ -296,6 +296,71 @@ def test_synflow_linearises_relu6_and_softmax():
     assert all(np.count_nonzero(v) == v.size for v in scores.per_layer.values())
 
 
+def _norm_model(norm, lib=keras, seed=0):
+    """conv -> [norm] -> conv -> pool -> dense; ``norm=None`` leaves it out."""
+    lib.utils.set_random_seed(seed)
+    L = lib.layers
+    x = lib.Input((8, 8, 3), name="image")
+    h = L.Conv2D(8, 3, padding="same", name="c1")(x)
+    if norm == "layer":
+        h = L.LayerNormalization(name="norm")(h)
+    elif norm == "layer_hw":
+        h = L.LayerNormalization(axis=[1, 2, 3], name="norm")(h)
+    elif norm == "group":
+        h = L.GroupNormalization(groups=4, name="norm")(h)
+    h = L.Conv2D(8, 3, padding="same", name="c2")(h)
+    h = L.GlobalAveragePooling2D(name="gap")(h)
+    return lib.Model(x, L.Dense(10, name="out")(h), name=f"norm_{norm}")
+
+
+def _set_affine(model, gamma, beta):
+    layer = model.get_layer("norm")
+    layer.set_weights([np.full(w.shape, v, "float32") for w, v in zip(layer.get_weights(), (gamma, beta), strict=True)])
+
+
+@pytest.mark.parametrize("norm", ["layer", "layer_hw", "group"])
+def test_synflow_keeps_only_the_affine_part_of_centred_norms(norm):
+    # At init (gamma=1, beta=0) the affine part is the identity: scores must equal
+    # those of the same weights without the norm layer. The mean subtraction used to
+    # make R negative for some initial weights (seeds 3 and 5 gave ScoreError).
+    for seed in range(6):
+        model, plain = _norm_model(norm, seed=seed), _norm_model(None, seed=seed)
+        for name in ("c1", "c2", "out"):
+            plain.get_layer(name).set_weights(model.get_layer(name).get_weights())
+        got = compute_scores(model, "synflow", verbose=0).per_layer
+        want = compute_scores(plain, "synflow", verbose=0).per_layer
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=f"{norm} {seed} {key}")
+
+
+def test_synflow_norm_affine_uses_absolute_gamma_and_beta():
+    # gamma = -2 everywhere: |gamma| scales every path through c1 by 2 (c1 scores x2,
+    # c2/out scores x2 since R doubles); a beta adds paths, raising c2/out scores only.
+    model, plain = _norm_model("layer", seed=1), _norm_model(None, seed=1)
+    for name in ("c1", "c2", "out"):
+        plain.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    want = compute_scores(plain, "synflow", verbose=0).per_layer
+    _set_affine(model, -2.0, 0.0)
+    got = compute_scores(model, "synflow", verbose=0).per_layer
+    for key in want:
+        np.testing.assert_allclose(got[key], 2.0 * want[key], rtol=1e-5)
+    _set_affine(model, 1.0, -0.5)
+    shifted = compute_scores(model, "synflow", verbose=0).per_layer
+    assert np.all(shifted["c2"] > want["c2"]) and np.all(shifted["out"] > want["out"])
+
+
+def test_synflow_on_tf_keras_layer_normalization():
+    import tf_keras
+
+    model, plain = _norm_model("layer", tf_keras, seed=3), _norm_model(None, tf_keras, seed=3)
+    for name in ("c1", "c2", "out"):
+        plain.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    got = compute_scores(model, "synflow", verbose=0).per_layer
+    want = compute_scores(plain, "synflow", verbose=0).per_layer
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5)
+
+
 def test_synflow_needs_a_graph_model():
     class Sub(keras.Model):
         def __init__(self):

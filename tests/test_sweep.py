@@ -49,10 +49,6 @@ CASES = [
     ("RegNetX002", "tf_keras"),
 ]
 
-#: Models whose SynFlow crop is not checked here: SynFlow on ConvNeXt's LayerNormalization
-#: succeeds or fails depending on the initial weights (see the xfail test below).
-SYNEXP_ONLY = ("ConvNeXtTiny",)
-
 #: Families whose SynFlow crop is refused: gated networks (squeeze-excite / hard-swish
 #: multiplies) make SynFlow's linearised path sum overflow even in float64, and
 #: tf_precrop raises ScoreError; their synexp crop works (see docs/compatibility.md).
@@ -76,7 +72,7 @@ def test_requested_models_exist_in_their_lines():
 
 @pytest.mark.parametrize("name, line", CASES, ids=[f"{n}-{line}" for n, line in CASES])
 def test_application_crops_to_half_and_exports(name, line):
-    methods = compat_sweep.METHODS[:1] if name in SYNEXP_ONLY else compat_sweep.METHODS
+    methods = compat_sweep.METHODS
     record = compat_sweep.check_model(name, line, export=("synexp",), methods=methods)
     expected = expected_status(name)
     detail = {k: record.get(k) for k in ("status", "error", "original_untouched")}
@@ -98,38 +94,3 @@ def test_application_crops_to_half_and_exports(name, line):
         assert crop["params_before"] == record["params"]
     assert crops["synexp"]["tflite_bytes"] > 0
     assert "tflite_bytes" not in crops.get("synflow", {})
-
-
-def _layernorm_model():
-    import keras
-
-    x = keras.Input((8, 8, 3), name="image")
-    y = keras.layers.Conv2D(8, 3, padding="same", name="c1")(x)
-    y = keras.layers.LayerNormalization(name="ln")(y)
-    y = keras.layers.Conv2D(8, 3, padding="same", name="c2")(y)
-    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
-    return keras.Model(x, keras.layers.Dense(10, name="out")(y), name="layernorm")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="saliency bug: SynFlow keeps LayerNormalization in the linearised network; its "
-    "mean subtraction makes the path sum R negative for some initial weights (seeds 3 and 5 "
-    "here: ScoreError 'R=-1.03 ... every path was pruned or the sum overflowed'), so the "
-    "same architecture is scored or refused depending on the init (ConvNeXtTiny too)",
-)
-def test_synflow_on_layernorm_does_not_depend_on_the_initial_weights():
-    import keras
-
-    from tf_precrop.errors import ScoreError
-    from tf_precrop.saliency import compute_scores
-
-    outcomes = []
-    for seed in range(6):
-        keras.utils.set_random_seed(seed)
-        try:
-            compute_scores(_layernorm_model(), "synflow", verbose=0)
-            outcomes.append("scored")
-        except ScoreError:
-            outcomes.append("refused")
-    assert len(set(outcomes)) == 1, outcomes

@@ -97,6 +97,33 @@ def _parser():
     return parser
 
 
+def _check_model_file(name):
+    """A clear error for a file that is not a Keras archive at all (Keras' own
+    message for those is "File not found", although the file exists)."""
+    import zipfile
+
+    with open(name, "rb") as f:
+        head = f.read(8)
+    if name.endswith(".h5"):
+        if head != b"\x89HDF\r\n\x1a\n":
+            raise ValueError(
+                f"could not load {name}: it is not an HDF5 file (it does not start with the HDF5 "
+                "signature); expected a legacy Keras model saved with model.save('model.h5')"
+            )
+        return
+    if not zipfile.is_zipfile(name):
+        raise ValueError(
+            f"could not load {name}: it is not a .keras archive (not a zip file); expected a "
+            "model saved with model.save('model.keras')"
+        )
+    with zipfile.ZipFile(name) as z:
+        if "config.json" not in z.namelist():
+            raise ValueError(
+                f"could not load {name}: the archive has no config.json, so it is not a "
+                "complete .keras model; expected a model saved with model.save('model.keras')"
+            )
+
+
 def load_model(name, input_shape=None, classes=None, line="keras3", unsafe_load=False):
     """The model behind a CLI MODEL argument (see module docstring)."""
     from tf_precrop import models as bundled
@@ -105,6 +132,7 @@ def load_model(name, input_shape=None, classes=None, line="keras3", unsafe_load=
     if name.endswith((".keras", ".h5")):
         if not os.path.isfile(name):
             raise FileNotFoundError(f"model file not found: {name}")
+        _check_model_file(name)
         import tf_precrop.layers  # noqa: F401 - registers our layers for loading
 
         try:

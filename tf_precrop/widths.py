@@ -22,7 +22,13 @@ for a depthwise one, a ratio of sums after a concatenation. :func:`solve_widths`
    is ≥ 32 channels, else 1; always a multiple of the group's ``multiple_of``)
    and repairs the rounding greedily — one quantum at a time, on the group
    whose step changes the fit least per unit of cost — until the cost is within
-   ``tolerance`` (1%) of the budget, or reports the closest it reached.
+   ``tolerance`` (1%) of the budget;
+4. if one-way steps cannot reach that band (every step overshoots it), an
+   exchange search moves one or two groups at a time, one down and one up, on
+   the
+   ``round_to`` grid and then in steps of ``multiple_of``
+   (:meth:`WidthProblem._exchange`); only when that fails too is the closest
+   cost reported (``within_tolerance=False``).
 """
 
 import dataclasses
@@ -179,6 +185,8 @@ class WidthProblem:
             continuous = self._fit(log_targets, budget, free_idx)
         widths = self._round(continuous, round_to)
         widths, ok = self._repair(widths, continuous, log_targets, budget, round_to, tolerance)
+        if not ok:
+            widths, ok = self._exchange(widths, continuous, budget, round_to, tolerance)
         achieved = self.densities(widths.astype(np.float64))
         return WidthSolution(
             widths={k: int(v) for k, v in zip(self.keys, widths, strict=True)},
@@ -314,6 +322,116 @@ class WidthProblem:
                 return widths, False
             widths = best
         return widths, False  # pragma: no cover
+
+
+    def _cost_matrix(self):
+        """Symmetric ``M`` with ``cost(w) = e·M·e`` for ``e = (w, 1)``."""
+        cp = self.cost_polys
+        m = np.zeros((cp.size + 1, cp.size + 1))
+        np.add.at(m, (cp.left, cp.right), cp.coef / 2)
+        np.add.at(m, (cp.right, cp.left), cp.coef / 2)
+        return m
+
+    def _moves(self, widths, q, reach=3):
+        """Single-group moves of 1..``reach`` steps of ``q`` up or down, as
+        (group, new width) arrays."""
+        groups, new = [], []
+        for direction in (-1, 1):
+            current, valid = widths, np.ones(len(widths), dtype=bool)
+            for _ in range(reach):
+                cand = self._steps(current, q, direction)
+                valid &= cand > 0
+                idx = np.flatnonzero(valid)
+                groups.append(idx)
+                new.append(cand[idx])
+                current = np.where(valid, cand, current)
+        return np.concatenate(groups), np.concatenate(new)
+
+    def _exchange(self, widths, continuous, budget, round_to, tolerance):
+        """Second repair stage, for when one-way greedy steps cannot reach the band.
+
+        Greedy repair moves the cost one way, one group at a time; when every
+        step overshoots the band (coarse widths: one channel before a Flatten
+        feeds hundreds of weights), an assignment within tolerance may still
+        exist that moves one group down and another up. Each round here tries
+        every *first move* (none, or one to three steps up or down on one group)
+        followed by the best *second move* on any other group, whose new width
+        is solved for in closed form (the cost is a quadratic in the widths)
+        and rounded both ways onto its grid. It takes the candidate closest to
+        the band, ties broken by the smallest move away from the continuous
+        fit (``Σ (log w − log w_cont)²`` over the moved groups), and stops
+        when within tolerance or when nothing gets closer. Moves on the
+        ``round_to`` grid come first; steps of one ``multiple_of`` are allowed
+        only if the grid cannot reach the band, so off-grid widths appear only
+        where the budget needs them.
+        """
+        lo_b, hi = budget * (1 - tolerance), budget * (1 + tolerance)
+        m = self._cost_matrix()
+        n = len(widths)
+        cap = np.floor(self.w0 * self.upper + 1e-9)
+        log_c = np.log(np.maximum(continuous, 1e-9))
+        grids = [self._quantum(continuous, round_to)]
+        if np.any(grids[0] != self.multiple):
+            grids.append(self.multiple.copy())
+        for q in grids:
+            lo = np.maximum(np.ceil(self.w0 * self.lower - 1e-9), q)
+            lo = np.ceil(lo / q) * q
+            top = np.floor(cap / q) * q
+            for _ in range(100):
+                w = widths.astype(np.float64)
+                e = np.append(w, 1.0)
+                me = m @ e
+                cost = float(e @ me)
+                gap = max(lo_b - cost, cost - hi, 0.0)
+                if gap == 0.0:
+                    return widths, True
+                # First moves: index 0 is "no move"; then (group a, new width).
+                ga, na = self._moves(widths, q)
+                ga = np.concatenate([[-1], ga]).astype(np.int64)
+                da = np.concatenate([[0.0], (na - widths[ga[1:]]).astype(np.float64)])
+                a_ = np.maximum(ga, 0)
+                cost_a = cost + 2 * me[a_] * da + m[a_, a_] * da**2
+                # Second move on each group b: solve cost(b = w_b + t) = budget for t.
+                gb = 2 * (me[None, :n] + m[a_][:, :n] * da[:, None])  # d cost / d w_b
+                qb = np.broadcast_to(np.diag(m)[:n], gb.shape)
+                rest = cost_a[:, None] - budget
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    disc = np.sqrt(np.maximum(gb**2 - 4 * qb * rest, 0.0))
+                    t_quad = np.where(gb >= 0, (-gb + disc), (-gb - disc)) / (2 * qb)
+                    t = np.where(np.abs(qb) > 1e-12, t_quad, -rest / gb)
+                target = np.nan_to_num(w[None, :] + t, nan=-1.0, posinf=-1.0, neginf=-1.0)
+                best = None
+                for rounding in (np.floor, np.ceil):
+                    x = np.clip(rounding(target / q) * q, lo, top)
+                    tb = x - w[None, :]
+                    new_cost = cost_a[:, None] + gb * tb + qb * tb**2
+                    new_gap = np.maximum(np.maximum(lo_b - new_cost, new_cost - hi), 0.0)
+                    move_b = (tb != 0) & self.free[None, :] & (np.arange(n)[None, :] != ga[:, None])
+                    # A pair without a second move is the first move alone.
+                    new_gap = np.where(move_b | (tb == 0), new_gap, np.inf)
+                    new_gap[ga[:, None] == np.arange(n)[None, :]] = np.inf
+                    harm = (np.log(np.maximum(x, 1e-9)) - log_c) ** 2 - (np.log(w) - log_c) ** 2
+                    harm = np.where(tb != 0, harm, 0.0)
+                    harm_a = np.where(
+                        ga >= 0,
+                        (np.log(np.maximum(w[a_] + da, 1e-9)) - log_c[a_]) ** 2
+                        - (np.log(w[a_]) - log_c[a_]) ** 2,
+                        0.0,
+                    )
+                    total = harm + harm_a[:, None]
+                    k = np.lexsort((total.ravel(), new_gap.ravel()))[0]
+                    score = (new_gap.ravel()[k], total.ravel()[k])
+                    if best is None or score < best[0]:
+                        best = (score, divmod(int(k), n), x)
+                (best_gap, _), (i, b), x = best
+                if not best_gap < gap:
+                    break
+                widths = widths.copy()
+                if ga[i] >= 0:
+                    widths[ga[i]] = int(round(w[ga[i]] + da[i]))
+                widths[b] = int(x[i, b])
+        cost = self.cost(widths.astype(np.float64))
+        return widths, bool(lo_b <= cost <= hi)
 
 
 def _has_free(node, graph):

@@ -12,6 +12,7 @@ import importlib
 
 from tf_precrop.export.latency import TFLiteLatency, benchmark_tflite
 from tf_precrop.export.tflite import (
+    INT8_DECISIVE_MARGIN,
     INT8_MIN_TOP1,
     QUANTIZE_MODES,
     TOLERANCES,
@@ -29,6 +30,7 @@ _TFMOT_NAMES = (
 )
 
 __all__ = [
+    "INT8_DECISIVE_MARGIN",
     "INT8_MIN_TOP1",
     "QUANTIZE_MODES",
     "TOLERANCES",

@@ -13,7 +13,14 @@ SynFlow scores the *linearised* network: a copy of the model in which
   the path sum ``R = 1^T (prod_l |W_l|) 1`` of the paper even where its
   activations are not the identity on positive numbers (ReLU6 saturates,
   softmax sums to one);
-* BatchNormalization runs in inference mode.
+* BatchNormalization runs in inference mode;
+* centred normalisations (``LayerNormalization``, ``GroupNormalization``)
+  keep only their affine part, ``|gamma| * x + |beta|``: the mean subtraction
+  would make activations of the positive network negative, and the path sum
+  ``R`` could then cancel to zero or below depending on the initial weights
+  (the same architecture scored or refused by chance). Dropping the
+  normalising statistics matches BatchNormalization here, whose inference
+  statistics are constants at initialisation.
 
 The input is all ones (batch 1), ``R`` is the sum of all outputs and the score
 of a kernel weight is ``|dR/dtheta * theta|``. The iterative schedule of the
@@ -83,12 +90,13 @@ NaN/inf or all-zero scores raise :class:`~tf_precrop.errors.ScoreError`
 naming the layer; a plan is never made from them.
 """
 
+import functools
 import math
 import time
 
 import numpy as np
 
-from tf_precrop.backend import line_of
+from tf_precrop.backend import get_line, line_of
 from tf_precrop.errors import ScoreError, UnsupportedModelError
 from tf_precrop.saliency.base import (
     Scores,
@@ -115,6 +123,8 @@ _ACTIVATION_LAYERS = frozenset(
     {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU"}
 )
 _DROPPED_LAYERS = frozenset({"Rescaling", "Normalization"})
+#: Normalisations that subtract a mean; the linearised copy keeps their affine part.
+_CENTRED_NORMS = frozenset({"LayerNormalization", "GroupNormalization"})
 # Layers and Keras 3 ops whose output is not of degree one in their input(s):
 # their presence rules out the power-of-two rescaling (see "Numerics").
 _NON_HOMOGENEOUS = frozenset(
@@ -125,8 +135,6 @@ _NON_HOMOGENEOUS = frozenset(
         "AdditiveAttention",
         "MultiHeadAttention",
         "GroupQueryAttention",
-        "LayerNormalization",
-        "GroupNormalization",
         "UnitNormalization",
         "RMSNormalization",
         "SpectralNormalization",
@@ -345,6 +353,15 @@ def _build_clone(model, shape, dtype):
         if name in _DROPPED_LAYERS or (name in _ACTIVATION_LAYERS and name != "Activation"):
             dropped.add(id(layer))
             return line.layers.Activation("linear", name=layer.name, dtype=dtype)
+        if name in _CENTRED_NORMS:
+            axis = config["axis"]
+            return _norm_affine(line.name)(
+                axis=list(axis) if isinstance(axis, list | tuple) else [axis],
+                center=config.get("center", True),
+                scale=config.get("scale", True),
+                name=layer.name,
+                dtype=dtype,
+            )
         if _is_pointwise_conv(layer):
             pointwise.add(id(layer))
             return line.layers.Dense(
@@ -383,6 +400,46 @@ def _build_clone(model, shape, dtype):
 
     copy_weights(model, clone, transform=absolute, skip=skip)
     return clone
+
+
+@functools.cache
+def _norm_affine(line_name):
+    """``NormAffine`` layer class for one Keras line (see the module docstring)."""
+    line = get_line(line_name)
+
+    class NormAffine(line.layers.Layer):
+        """The affine part of a centred normalisation: ``gamma * x + beta``.
+
+        Same weights (``gamma`` then ``beta``, each optional, over ``axis``)
+        as LayerNormalization/GroupNormalization, so weights copy one to one.
+        """
+
+        def __init__(self, axis, center, scale, **kwargs):
+            super().__init__(**kwargs)
+            self.axis, self.center, self.scale = list(axis), bool(center), bool(scale)
+
+        def build(self, input_shape):
+            rank = len(input_shape)
+            axes = sorted(a % rank for a in self.axis)
+            shape = tuple(input_shape[a] for a in axes)
+            self._broadcast = [input_shape[d] if d in axes else 1 for d in range(rank)]
+            self.gamma = self.add_weight(name="gamma", shape=shape) if self.scale else None
+            self.beta = self.add_weight(name="beta", shape=shape) if self.center else None
+            super().build(input_shape)
+
+        def call(self, inputs):
+            import tensorflow as tf
+
+            if self.gamma is not None:
+                inputs = inputs * tf.reshape(tf.cast(self.gamma, inputs.dtype), self._broadcast)
+            if self.beta is not None:
+                inputs = inputs + tf.reshape(tf.cast(self.beta, inputs.dtype), self._broadcast)
+            return inputs
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return NormAffine
 
 
 def _non_homogeneous_ops(model):
