@@ -18,11 +18,22 @@ the training images, validation on a fixed, seeded, class-balanced 5,000-image
 split of the training images (never trained on). GPU/Colab: the paper-length
 schedule runs unchanged with ``--epochs 160 --train-size 45000 --schedule step``.
 
-Example (the run behind docs/results.md)::
+Example (one of the runs behind docs/results.md, which lists them all)::
 
-    python benchmarks/cifar_accuracy.py --model resnet20 --compress 10 \
-        --budgets params macs --epochs 8 --train-size 5000 --seeds 0 \
+    python benchmarks/cifar_accuracy.py --model resnet20 --compress 20 \
+        --budgets params macs --epochs 8 --train-size 10000 --seeds 0 1 \
+        --variants uniform_width precrop_synexp_b2 precrop_synflow \
         --save-dir benchmarks/results/models
+
+Runs are appended to ``--out`` and skipped when already there (keyed by model,
+variant, budget, compression, seed, epochs and training-set size), so an
+interrupted sweep resumes. With ``--save-dir`` every trained model is saved as
+``<model>_<variant>_<budget><ratio>x_seed<seed>.keras`` (dense:
+``<model>_dense_seed<seed>.keras``), without optimizer state, next to a
+``manifest.json`` that lists each file with its SHA-256 and recorded numbers.
+Each file takes raw float32 images in [0, 255] of shape (N, 32, 32, 3),
+normalises inside, outputs 10 logits in alphabetical class order, and loads
+with ``keras.saving.load_model(path)`` after ``import tf_precrop``.
 """
 
 import argparse
@@ -110,7 +121,7 @@ def main(argv=None):
     if os.path.exists(args.out):
         with open(args.out, encoding="utf-8") as f:
             results = json.load(f).get("runs", [])
-    done = {(r["variant"], r["budget"], r["compress"], r["seed"]) for r in results}
+    done = {_key(r) for r in results}
     config = training.TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, seed=0
     )
@@ -118,7 +129,10 @@ def main(argv=None):
         for budget in args.budgets:
             for ratio in args.compress:
                 for variant in args.variants:
-                    key = (variant, budget if variant != "dense" else "-", ratio if variant != "dense" else 1.0, seed)
+                    key = (
+                        args.model, variant, budget if variant != "dense" else "-",
+                        ratio if variant != "dense" else 1.0, seed, args.epochs, len(x_tr),
+                    )
                     if key in done:
                         continue
                     keras.utils.set_random_seed(seed)
@@ -137,7 +151,8 @@ def main(argv=None):
                     )
                     acc = training.evaluate(result.model, x_val, y_val)
                     row = dict(
-                        variant=variant, budget=key[1], compress=key[2], seed=seed,
+                        model=args.model, variant=variant, budget=key[2], compress=key[3], seed=seed,
+                        epochs=args.epochs, train_size=len(x_tr),
                         val_accuracy=acc, best_val_accuracy=result.best_val_accuracy,
                         params=prof.params, macs=prof.macs,
                         params_ratio=prof.params / dense_profile.params,
@@ -147,24 +162,82 @@ def main(argv=None):
                         peak_memory_bytes=result.peak_memory_bytes,
                         memory_source=result.memory_source,
                         train_seconds=result.seconds, build_seconds=build_s,
+                        command=" ".join(["python"] + sys.argv),
                     )
                     if args.save_dir:
-                        os.makedirs(args.save_dir, exist_ok=True)
-                        path = os.path.join(
-                            args.save_dir, f"{args.model}_{variant}_{key[1]}{key[2]:g}x_seed{seed}.keras"
-                        )
-                        result.model.save(path)
-                        row["saved_model"] = path
+                        row["saved_model"] = save_for_eval(result.model, args.save_dir, row)
                     results.append(row)
                     done.add(key)
                     print(json.dumps(row), flush=True)
                     _save(args, results)
+                    if args.save_dir:
+                        write_manifest(args.save_dir, results)
                     if variant == "dense":
                         continue
     _save(args, results)
     _print_table(results)
     del tf
     return 0
+
+
+def _key(row):
+    return (
+        row["model"], row["variant"], row["budget"], row["compress"], row["seed"],
+        row["epochs"], row["train_size"],
+    )
+
+
+def model_file_name(row):
+    """``<model>_<variant>_<budget><ratio>x_seed<seed>.keras``; dense: ``<model>_dense_seed<seed>.keras``."""
+    if row["variant"] == "dense":
+        return f"{row['model']}_dense_seed{row['seed']}.keras"
+    return f"{row['model']}_{row['variant']}_{row['budget']}{row['compress']:g}x_seed{row['seed']}.keras"
+
+
+def save_for_eval(model, save_dir, row):
+    """Saves the trained weights without optimizer state (a fresh clone), for evaluation.
+
+    The file takes raw float32 images in [0, 255], shape (N, 32, 32, 3), normalises
+    inside and outputs 10 logits in the alphabetical CIFAR-10 class order; load it
+    with ``keras.saving.load_model(path)`` after ``import tf_precrop``.
+    """
+    import keras
+
+    os.makedirs(save_dir, exist_ok=True)
+    path = os.path.join(save_dir, model_file_name(row))
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    clone.save(path)
+    return path
+
+
+def write_manifest(save_dir, results):
+    """``manifest.json`` beside the saved models: one entry per file, with its run's numbers."""
+    import hashlib
+
+    entries = []
+    for r in results:
+        path = os.path.join(save_dir, model_file_name(r))
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        entries.append(dict(
+            file=model_file_name(r), sha256=digest,
+            **{k: r[k] for k in ("model", "variant", "budget", "compress", "seed", "epochs",
+                                 "train_size", "val_accuracy", "params", "macs")},
+        ))
+    manifest = dict(
+        input="float32 images in [0, 255], shape (N, 32, 32, 3); normalisation is inside the model",
+        output="10 logits, classes in alphabetical order: airplane, automobile, bird, cat, deer, "
+        "dog, frog, horse, ship, truck",
+        validation="tf_precrop.data.train_val_split(x, y, val_size=5000, seed=0) of the 50,000 "
+        "CIFAR-10 training images (never trained on)",
+        load="import tf_precrop, keras; keras.saving.load_model(path)",
+        models=entries,
+    )
+    with open(os.path.join(save_dir, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
 
 
 def _save(args, results):

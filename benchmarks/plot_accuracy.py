@@ -1,4 +1,8 @@
-"""Plots benchmarks/results/cifar_accuracy.json: accuracy per method and budget.
+"""Plots benchmarks/results/cifar_accuracy.json: accuracy vs compression per method.
+
+One panel per (model, budget): x is the compression ratio (10x, 20x, ...), one
+line per method (mean over seeds, bars from min to max), the dense model as a
+dashed line.
 
     python benchmarks/plot_accuracy.py  # writes docs/img/cifar_accuracy.png
 """
@@ -7,7 +11,34 @@ import argparse
 import collections
 import json
 import statistics
-import sys
+
+LABELS = {
+    "uniform_width": "uniform width",
+    "precrop_synexp": "PreCrop-SynExp",
+    "precrop_synexp_b0": "PreCrop-SynExp, balance 0",
+    "precrop_synexp_b0.5": "PreCrop-SynExp, balance 0.5",
+    "precrop_synexp_b2": "PreCrop-SynExp, balance 2 (default)",
+    "precrop_synflow": "PreCrop fitted to SynFlow",
+    "synflow_masked": "SynFlow unstructured (masked)",
+}
+
+
+def group_runs(runs):
+    """``{(model, budget): {variant: {compress: [acc, ...]}}}`` and dense accuracies per model.
+
+    The default-balance variant appears under both its names (``precrop_synexp``
+    and ``precrop_synexp_b2`` are the same model); they are merged into the latter.
+    """
+    panels = collections.defaultdict(lambda: collections.defaultdict(lambda: collections.defaultdict(list)))
+    dense = collections.defaultdict(list)
+    for r in runs:
+        model = r.get("model", "resnet20")
+        if r["variant"] == "dense":
+            dense[model].append(r["val_accuracy"])
+            continue
+        variant = "precrop_synexp_b2" if r["variant"] == "precrop_synexp" else r["variant"]
+        panels[(model, r["budget"])][variant][r["compress"]].append(r["val_accuracy"])
+    return panels, dense
 
 
 def main(argv=None):
@@ -20,37 +51,37 @@ def main(argv=None):
 
     with open(args.results, encoding="utf-8") as f:
         runs = json.load(f)["runs"]
-    groups = collections.defaultdict(list)
-    for r in runs:
-        groups[(r["variant"], r["budget"], r["compress"])].append(r["val_accuracy"])
-    budgets = [b for b in ("params", "macs") if any(k[1] == b for k in groups)]
-    variants = list(dict.fromkeys(r["variant"] for r in runs if r["variant"] != "dense"))
-    dense = groups.get(("dense", "-", 1.0))
-    fig = Figure(figsize=(4.5 * len(budgets) + 1, 4.2))
+    panels, dense = group_runs(runs)
+    keys = sorted(panels, key=lambda k: (k[0], ("params", "macs").index(k[1])))
+    fig = Figure(figsize=(5.2 * len(keys), 4.6))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(budgets), sharey=True, squeeze=False)[0]
-    for ax, budget in zip(axes, budgets, strict=True):
-        xs, means, lows, highs, labels = [], [], [], [], []
-        for i, v in enumerate(variants):
-            accs = [a for (vv, b, _), acc in groups.items() if vv == v and b == budget for a in acc]
-            if not accs:
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    colors = dict(zip(LABELS, ("#7f7f7f", "#2f6db3", "#9ecae1", "#6baed6", "#08519c", "#e6550d", "#31a354"), strict=True))
+    for ax, key in zip(axes, keys, strict=True):
+        model, budget = key
+        for variant in LABELS:
+            points = panels[key].get(variant)
+            if not points:
                 continue
-            xs.append(i)
-            means.append(statistics.mean(accs))
-            lows.append(min(accs))
-            highs.append(max(accs))
-            labels.append(f"{v}\n(n={len(accs)})")
-        ax.bar(xs, means, color="#2f6db3", alpha=0.85)
-        ax.vlines(xs, lows, highs, color="black", lw=1.5)
-        if dense:
-            ax.axhline(statistics.mean(dense), color="#d1495b", ls="--", label="dense")
-            ax.legend(loc="lower right")
-        ax.set_xticks(xs)
-        ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
-        ax.set_title(f"ResNet-20, 10x fewer {budget}")
-        top = max(highs + ([statistics.mean(dense)] if dense else []))
-        ax.set_ylim(min(lows + [1]) - 0.05, top + 0.03)
-    axes[0].set_ylabel("validation accuracy\n(bar: mean; line: min-max over seeds)")
+            xs = sorted(points)
+            means = [statistics.mean(points[x]) for x in xs]
+            lo = [m - min(points[x]) for x, m in zip(xs, means, strict=True)]
+            hi = [max(points[x]) - m for x, m in zip(xs, means, strict=True)]
+            n = max(len(points[x]) for x in xs)
+            ax.errorbar(xs, means, yerr=[lo, hi], marker="o", capsize=3, color=colors[variant],
+                        label=f"{LABELS[variant]} (n≤{n})")
+        if dense.get(model):
+            ax.axhline(statistics.mean(dense[model]), color="#d1495b", ls="--", label="dense")
+        ax.set_xscale("log")
+        ticks = sorted({x for pts in panels[key].values() for x in pts})
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}x" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(f"compression ({budget})")
+        ax.set_title(f"{model}: fewer {budget}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("CIFAR-10 validation accuracy\n(mean over seeds; bars: min-max)")
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
@@ -58,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -25,6 +25,25 @@ from tf_precrop.rebuild import rebuild
 
 __version__ = "0.1.0"
 
+
+def _register_keras_objects():
+    """Registers tf_precrop's serializable Keras 3 objects at import.
+
+    ``ChannelSplit``/``ChannelShuffle`` (ShuffleNet), ``FixedMask`` (masked
+    baselines) and ``LRSchedule`` (the training recipe's schedule, stored in a
+    compiled model's optimizer config), so that ``keras.saving.load_model``
+    loads any model this package saves after a plain ``import tf_precrop``.
+    This imports Keras (and TensorFlow) once; tf_keras is registered on first
+    use of that line (``tf_precrop.layers.for_line("tf_keras")``), so it is
+    never imported here.
+    """
+    from tf_precrop import baselines, layers, training  # noqa: F401 - registers on import
+
+    baselines.fixed_mask_class()
+
+
+_register_keras_objects()
+
 __all__ = [
     "ChannelGraph",
     "ChannelGroup",
@@ -46,7 +65,7 @@ __all__ = [
 
 
 def __getattr__(name):
-    # Heavier stages load on first use, keeping `import tf_precrop` light.
+    # Stages outside the core pipeline load on first use.
     import importlib
 
     lazy = {
