@@ -4,7 +4,8 @@ One panel per (model, budget): x is the compression ratio (10x, 20x, ...), one
 line per method (mean over seeds, bars from min to max), the dense model as a
 dashed line.
 
-    python benchmarks/plot_accuracy.py  # writes docs/img/cifar_accuracy.png
+    python benchmarks/plot_accuracy.py             # writes docs/img/cifar_accuracy.png
+    python benchmarks/plot_accuracy.py --markdown  # and prints the table of docs/results.md
 """
 
 import argparse
@@ -41,10 +42,42 @@ def group_runs(runs):
     return panels, dense
 
 
+def markdown_table(runs):
+    """The accuracy table of docs/results.md: one row per (model, compression, budget, variant)."""
+    rows = collections.defaultdict(list)
+    for r in runs:
+        model = r.get("model", "resnet20")
+        variant = "precrop_synexp_b2" if r["variant"] == "precrop_synexp" else r["variant"]
+        rows[(model, r["compress"], r["budget"], variant)].append(r)
+    order = {v: i for i, v in enumerate(["dense", *LABELS])}
+    lines = [
+        "| model | compression | budget | variant | params kept | MACs kept | val acc per seed | mean |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(rows, key=lambda k: (k[0], k[1], ("-", "params", "macs").index(k[2]), order[k[3]])):
+        model, compress, budget, variant = key
+        rs = sorted(rows[key], key=lambda r: r["seed"])
+        accs = " / ".join(f"{100 * r['val_accuracy']:.1f} (s{r['seed']})" for r in rs)
+        mean = statistics.mean(r["val_accuracy"] for r in rs)
+        params = statistics.mean(r["params_ratio"] for r in rs)
+        macs = statistics.mean(r["macs_ratio"] for r in rs)
+        label = "dense" if variant == "dense" else LABELS[variant]
+        ratio = "–" if variant == "dense" else f"{compress:g}×"
+        kept = f"{100 * params:.1f}%"
+        if variant == "synflow_masked":  # dense storage and compute; report the non-zeros
+            kept = f"{100 * statistics.mean(r['kept_kernel_density'] for r in rs):.1f}% non-zero kernels"
+        lines.append(
+            f"| {model} | {ratio} | {budget} | {label} | {kept} | {100 * macs:.1f}% "
+            f"| {accs} | {100 * mean:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="benchmarks/results/cifar_accuracy.json")
     parser.add_argument("--out", default="docs/img/cifar_accuracy.png")
+    parser.add_argument("--markdown", action="store_true", help="also print the results table")
     args = parser.parse_args(argv)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -53,38 +86,48 @@ def main(argv=None):
         runs = json.load(f)["runs"]
     panels, dense = group_runs(runs)
     keys = sorted(panels, key=lambda k: (k[0], ("params", "macs").index(k[1])))
-    fig = Figure(figsize=(5.2 * len(keys), 4.6))
+    fig = Figure(figsize=(5.2 * len(keys), 5.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     colors = dict(zip(LABELS, ("#7f7f7f", "#2f6db3", "#9ecae1", "#6baed6", "#08519c", "#e6550d", "#31a354"), strict=True))
+    handles = {}
     for ax, key in zip(axes, keys, strict=True):
         model, budget = key
-        for variant in LABELS:
+        for slot, variant in enumerate(LABELS):
             points = panels[key].get(variant)
             if not points:
                 continue
             xs = sorted(points)
+            shifted = [x * 1.015 ** (slot - len(LABELS) / 2) for x in xs]  # keep bars apart
             means = [statistics.mean(points[x]) for x in xs]
             lo = [m - min(points[x]) for x, m in zip(xs, means, strict=True)]
             hi = [max(points[x]) - m for x, m in zip(xs, means, strict=True)]
-            n = max(len(points[x]) for x in xs)
-            ax.errorbar(xs, means, yerr=[lo, hi], marker="o", capsize=3, color=colors[variant],
-                        label=f"{LABELS[variant]} (n≤{n})")
+            line = ax.errorbar(shifted, means, yerr=[lo, hi], marker="o", capsize=3, color=colors[variant])
+            handles.setdefault(LABELS[variant], line)
+            for x, x0, m in zip(shifted, xs, means, strict=True):
+                ax.annotate(f"n={len(points[x0])}", (x, m), textcoords="offset points", xytext=(4, -9), fontsize=6,
+                            color=colors[variant])
         if dense.get(model):
-            ax.axhline(statistics.mean(dense[model]), color="#d1495b", ls="--", label="dense")
+            handles["dense (8-epoch schedule)"] = ax.axhline(
+                statistics.mean(dense[model]), color="#d1495b", ls="--"
+            )
         ax.set_xscale("log")
         ticks = sorted({x for pts in panels[key].values() for x in pts})
         ax.set_xticks(ticks)
         ax.set_xticklabels([f"{t:g}x" for t in ticks])
+        ax.set_xlim(min(ticks) / 1.25, max(ticks) * 1.25)
         ax.minorticks_off()
         ax.set_xlabel(f"compression ({budget})")
         ax.set_title(f"{model}: fewer {budget}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("CIFAR-10 validation accuracy\n(mean over seeds; bars: min-max)")
-    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
+    if args.markdown:
+        print(markdown_table(runs))
     return 0
 
 
