@@ -106,6 +106,8 @@ def test_pruned_weights_stay_zero_through_training_and_save_load(tmp_path):
             assert np.array_equal(u.numpy(), v.numpy()), key
     constraint = loaded.get_layer("dw").depthwise_constraint
     assert isinstance(constraint, FixedMask)
+    # One class per line however it is asked for (a second class would take over the registry).
+    assert fixed_mask_class() is fixed_mask_class("keras3") is FixedMask
     loaded.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

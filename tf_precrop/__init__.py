@@ -39,8 +39,6 @@ def _register_keras_objects():
     """
     from tf_precrop import baselines, layers, training  # noqa: F401 - registers on import
 
-    baselines.fixed_mask_class()
-
 
 _register_keras_objects()
 

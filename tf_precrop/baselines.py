@@ -65,7 +65,6 @@ def _decode(shape, bits):
     return np.unpackbits(packed, count=size).astype(bool).reshape(shape)
 
 
-@functools.cache
 def fixed_mask_class(line_name=KERAS3):
     """The ``FixedMask`` constraint class of one Keras line.
 
@@ -74,8 +73,13 @@ def fixed_mask_class(line_name=KERAS3):
 
     Returns:
         The registered class (``tf_precrop>FixedMask`` in that line's
-        registry).
+        registry); one class per line, however it is asked for.
     """
+    return _fixed_mask_class(line_name)
+
+
+@functools.cache  # keyed by the positional name only: one class per line
+def _fixed_mask_class(line_name):
     import tensorflow as tf
 
     line = get_line(line_name)
