@@ -95,10 +95,6 @@ def test_objective_is_lower_at_the_solution_than_at_uniform_width(graph):
 # ------------------------------------------------------------- exchange repair
 def _flatten_head_graph():
     """A coarse graph: one conv channel feeds 144 weights of a dense layer."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     import strategies
 
     spec = {

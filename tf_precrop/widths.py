@@ -399,6 +399,12 @@ class WidthProblem:
                     disc = np.sqrt(np.maximum(gb**2 - 4 * qb * rest, 0.0))
                     t_quad = np.where(gb >= 0, (-gb + disc), (-gb - disc)) / (2 * qb)
                     t = np.where(np.abs(qb) > 1e-12, t_quad, -rest / gb)
+                harm_a = np.where(  # move away from the continuous fit, first move
+                    ga >= 0,
+                    (np.log(np.maximum(w[a_] + da, 1e-9)) - log_c[a_]) ** 2
+                    - (np.log(w[a_]) - log_c[a_]) ** 2,
+                    0.0,
+                )
                 target = np.nan_to_num(w[None, :] + t, nan=-1.0, posinf=-1.0, neginf=-1.0)
                 best = None
                 for rounding in (np.floor, np.ceil):
@@ -412,12 +418,6 @@ class WidthProblem:
                     new_gap[ga[:, None] == np.arange(n)[None, :]] = np.inf
                     harm = (np.log(np.maximum(x, 1e-9)) - log_c) ** 2 - (np.log(w) - log_c) ** 2
                     harm = np.where(tb != 0, harm, 0.0)
-                    harm_a = np.where(
-                        ga >= 0,
-                        (np.log(np.maximum(w[a_] + da, 1e-9)) - log_c[a_]) ** 2
-                        - (np.log(w[a_]) - log_c[a_]) ** 2,
-                        0.0,
-                    )
                     total = harm + harm_a[:, None]
                     k = np.lexsort((total.ravel(), new_gap.ravel()))[0]
                     score = (new_gap.ravel()[k], total.ravel()[k])
