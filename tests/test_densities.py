@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import optimize
 
 from tf_precrop.densities import (
@@ -56,6 +58,39 @@ def test_global_threshold_large_random_counts():
         values = np.concatenate(list(scores.values()))
         assert kept.sum() == round(density * total)
         assert values[kept].min() >= values[~kept].max()
+
+
+def _reference_topk_masks(scores, density):
+    """Stable sort of all scores, highest first, earlier position first on ties."""
+    values = np.concatenate([np.ravel(v) for v in scores.values()])
+    k = int(round(density * values.size))
+    order = np.argsort(-values, kind="stable")
+    keep = np.zeros(values.size, dtype=bool)
+    keep[order[:k]] = True
+    masks, start = {}, 0
+    for key, value in scores.items():
+        masks[key] = keep[start : start + np.size(value)].reshape(np.shape(value))
+        start += np.size(value)
+    return masks
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    layers=st.lists(
+        st.lists(st.sampled_from([-2.0, -0.5, 0.0, 0.0, 0.0, 0.25, 1.0, 1.0, 3.0]), max_size=12),
+        min_size=1,
+        max_size=5,
+    ),
+    density=st.floats(0.0, 1.0),
+)
+def test_global_threshold_matches_sorting_with_zeros_negatives_and_ties(layers, density):
+    # The partial sort only partitions the positive (or negative) values when
+    # the threshold must lie among them; the masks must equal a full stable sort.
+    scores = {f"l{i}": np.array(values) for i, values in enumerate(layers)}
+    masks = global_topk_masks(scores, density)
+    expected = _reference_topk_masks(scores, density)
+    for key in scores:
+        assert masks[key].tolist() == expected[key].tolist()
 
 
 def test_global_threshold_errors():

@@ -349,6 +349,40 @@ def test_synflow_norm_affine_uses_absolute_gamma_and_beta():
     assert np.all(shifted["c2"] > want["c2"]) and np.all(shifted["out"] > want["out"])
 
 
+@pytest.mark.parametrize("line", ["keras", "tf_keras"])
+def test_synflow_batch_norm_matches_keras_inference_batch_norm(line):
+    """SynFlow folds BatchNormalization into ``scale * x + offset``; the scores
+    must equal a plain GradientTape pass through the framework's own
+    inference-mode BatchNormalization on absolute weights (signed random
+    gamma/beta/statistics, a custom epsilon, scale=False and center=False)."""
+    import tf_keras
+
+    lib = keras if line == "keras" else tf_keras
+    layers = lib.layers
+    x = lib.Input((6, 6, 3))
+    h = layers.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(x)
+    h = layers.BatchNormalization(epsilon=0.01, name="bn1")(h)
+    h = layers.Conv2D(5, 3, strides=2, padding="same", use_bias=False, name="c2")(h)
+    h = layers.BatchNormalization(scale=False, name="bn2")(h)
+    h = layers.Conv2D(6, 1, use_bias=False, name="c3")(h)
+    h = layers.BatchNormalization(center=False, name="bn3")(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    model = lib.Model(x, layers.Dense(3, use_bias=False, name="fc")(h))
+    rng = np.random.default_rng(7)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+
+    got = compute_scores(model, "synflow", verbose=0).per_layer
+    reference = lib.models.clone_model(model)
+    reference.set_weights([np.abs(w) for w in model.get_weights()])
+    kernels = [reference.get_layer(name).kernel for name in ("c1", "c2", "c3", "fc")]
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(reference(tf.ones((1, 6, 6, 3)), training=False))
+    grads = tape.gradient(total, kernels)
+    for name, kernel, grad in zip(("c1", "c2", "c3", "fc"), kernels, grads, strict=True):
+        want = np.abs(kernel.numpy().astype(np.float64) * grad.numpy()).ravel()
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-7 * want.max(), err_msg=name)
+
+
 def test_synflow_on_tf_keras_layer_normalization():
     import tf_keras
 

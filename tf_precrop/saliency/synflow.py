@@ -40,13 +40,13 @@ Speed
 A naive eager loop costs about 0.67 s per ResNet50 pass at 224x224, 67 s for
 100 rounds. Here:
 
-1. One traced ``tf.function`` call per round does forward and backward
-   (kernel gradients only), places the threshold and masks the kernels
-   (``theta := theta * (|g * theta| >= t)``, XLA-fused into one pass over
-   memory); masks live in the copied kernel variables themselves, so
-   nothing is retraced between rounds and nothing large leaves the graph.
-   1x1 stride-1 convolutions run as ``Dense`` layers on the channel axis
-   (same map, same flat kernel order), whose kernel gradient is cheaper.
+1. Two traced ``tf.function`` calls per round: forward and backward
+   (kernel gradients only, which stay TensorFlow tensors), then the mask
+   (``theta := theta * (|g * theta| >= t)``); masks live in the copied
+   kernel variables themselves, so nothing is retraced between rounds and
+   nothing large is copied out. 1x1 stride-1 convolutions run as ``Dense``
+   layers on the channel axis (same map, same flat kernel order), whose
+   kernel gradient is cheaper.
 2. Intermediate thresholds are the exact quantile of a fixed, stratified
    random sample of ``SAMPLE_SIZE`` (``2**16``) scores (all scores for
    smaller models); the kept fraction of an intermediate round may then be
@@ -97,6 +97,7 @@ import time
 import numpy as np
 
 from tf_precrop.backend import get_line, line_of
+from tf_precrop.densities import kth_largest
 from tf_precrop.errors import ScoreError, UnsupportedModelError
 from tf_precrop.saliency.base import (
     Scores,
@@ -346,10 +347,20 @@ def _build_clone(model, shape, dtype):
     kernel gradient for a matrix product is cheaper than for a convolution.
     """
     line = line_of(model)
-    dropped, pointwise = set(), set()
+    dropped, pointwise, batch_norms = set(), set(), set()
 
     def linearise(layer, config):
         name = type(layer).__name__
+        if name == "BatchNormalization":  # inference mode: a per-channel affine map
+            batch_norms.add(id(layer))
+            axis = config["axis"]
+            return _norm_affine(line.name)(
+                axis=list(axis) if isinstance(axis, list | tuple) else [axis],
+                center=True,
+                scale=True,
+                name=layer.name,
+                dtype=dtype,
+            )
         if name in _DROPPED_LAYERS or (name in _ACTIVATION_LAYERS and name != "Activation"):
             dropped.add(id(layer))
             return line.layers.Activation("linear", name=layer.name, dtype=dtype)
@@ -388,6 +399,8 @@ def _build_clone(model, shape, dtype):
     skip = {key for key, layer in iter_layers(model) if id(layer) in dropped}
 
     def absolute(key, layer, weights):
+        if id(layer) in batch_norms:
+            return _batch_norm_affine(layer, weights)
         result = []
         for w in weights:
             w = np.asarray(w)
@@ -402,20 +415,37 @@ def _build_clone(model, shape, dtype):
     return clone
 
 
+def _batch_norm_affine(layer, weights):
+    """``[scale, offset]`` of a linearised BatchNormalization in inference mode.
+
+    With every parameter replaced by its absolute value, inference-mode
+    BatchNormalization is ``|gamma| * (x - |mean|) / sqrt(|var| + eps) + |beta|``
+    = ``scale * x + offset``; computed in float64, applied by ``NormAffine``.
+    """
+    values = [np.abs(np.asarray(w, dtype=np.float64)) for w in weights]
+    gamma = values.pop(0) if layer.scale else 1.0
+    beta = values.pop(0) if layer.center else 0.0
+    mean, variance = values
+    scale = np.broadcast_to(gamma / np.sqrt(variance + float(layer.epsilon)), mean.shape)
+    return [scale, beta - mean * scale]
+
+
 @functools.cache
 def _norm_affine(line_name):
     """``NormAffine`` layer class for one Keras line (see the module docstring)."""
     line = get_line(line_name)
 
     class NormAffine(line.layers.Layer):
-        """The affine part of a centred normalisation: ``gamma * x + beta``.
+        """The affine part of a normalisation: ``gamma * x + beta``.
 
         Same weights (``gamma`` then ``beta``, each optional, over ``axis``)
-        as LayerNormalization/GroupNormalization, so weights copy one to one.
+        as LayerNormalization/GroupNormalization, so weights copy one to one;
+        a BatchNormalization's are folded first (see ``_batch_norm_affine``).
         """
 
         def __init__(self, axis, center, scale, **kwargs):
             super().__init__(**kwargs)
+            self.supports_masking = True
             self.axis, self.center, self.scale = list(axis), bool(center), bool(scale)
 
         def build(self, input_shape):
@@ -427,7 +457,7 @@ def _norm_affine(line_name):
             self.beta = self.add_weight(name="beta", shape=shape) if self.center else None
             super().build(input_shape)
 
-        def call(self, inputs):
+        def call(self, inputs, mask=None):  # noqa: ARG002 - BatchNormalization takes a mask
             import tensorflow as tf
 
             if self.gamma is not None:
@@ -460,15 +490,16 @@ def _non_homogeneous_ops(model):
 
 # ------------------------------------------------------------------ engine
 class _Engine:
-    """Runs the linearised copy: one traced step, masks kept in the kernels.
+    """Runs the linearised copy; the masks live in its kernels.
 
-    ``step`` does forward and backward, scores a fixed sample, places the
-    threshold (exact quantile of the sample, in the graph) and masks the
-    kernels (``kernel := kernel * (|g * kernel| >= t)``), all in one
-    ``tf.function`` call that returns only small tensors; the sampling and
-    masking parts are XLA-compiled (one fused pass over memory). With
-    ``capture`` set the gradients are copied into buffers instead (for the
-    flow check and the final scores).
+    A round is two traced calls. ``score_pass`` runs forward and backward to
+    the kernels and returns ``R``, the kernel gradients (kept as TensorFlow
+    tensors, never copied out) and the scores at a fixed sample of positions.
+    The threshold is then the exact quantile of that sample (a NumPy partial
+    sort, microseconds; TensorFlow's ``top_k`` took about 5 ms a round), and
+    ``mask`` sets ``kernel := kernel where |g * kernel| >= t, else 0``.
+    Neither call is XLA-compiled: on ResNet50 compiling the fused mask took
+    about 1.4 s, more than it saved over 100 rounds (about 6 ms a round).
     """
 
     def __init__(self, clone, keys, dtype, seed):
@@ -485,12 +516,11 @@ class _Engine:
             self.groups.append(list(range(len(kernels), len(kernels) + len(variables))))
             kernels.extend(raw_variable(v) for v in variables)
         self.kernels = kernels
-        self.buffers = [tf.Variable(tf.zeros_like(k), trainable=False) for k in kernels]
+        self.grads = None  # gradients of the last pass, until the kernels are masked
         sizes = [int(np.prod(v.shape)) for v in kernels]
         total = sum(sizes)
         self.density = 1.0  # density kept by the masks so far
         self.exact = total <= SAMPLE_SIZE
-        self.sample_size = total if self.exact else 0
         self.indices = None
         if not self.exact:
             rng = np.random.default_rng(0 if seed is None else seed)
@@ -499,23 +529,17 @@ class _Engine:
                 m = min(size, max(1, int(round(SAMPLE_SIZE * size / total))))
                 picked = np.sort(rng.choice(size, m, replace=False)).astype(np.int32)
                 self.indices.append(tf.constant(picked))
-                self.sample_size += m
         self.ones = [tf.ones((1,) + tuple(t.shape)[1:], dtype=t.dtype) for t in clone.inputs]
         self.homogeneous_graph = not _non_homogeneous_ops(clone)
         self.x_scale = 1.0
         self.seed_scale = 1.0
         self.balanced = False
         self.log2_r = None
-        self._build(jit=True)
-
-    def _build(self, jit):
-        tf = self.tf
-        self.sample = tf.function(self._sample, jit_compile=jit, autograph=False)
-        self.mask = tf.function(self._mask, jit_compile=jit, autograph=False)
-        self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
+        self.score_pass = tf.function(self._score_pass, autograph=False)
+        self.mask = tf.function(self._mask, autograph=False)
 
     # The traced functions ---------------------------------------------
-    def _step(self, x_scale, seed_scale, keep, capture):
+    def _score_pass(self, x_scale, seed_scale):
         tf = self.tf
         inputs = [o * tf.cast(x_scale, o.dtype) if o.dtype.is_floating else o for o in self.ones]
         with tf.GradientTape() as tape:
@@ -527,25 +551,7 @@ class _Engine:
         grads = [
             tf.zeros_like(k) if g is None else g for g, k in zip(grads, self.kernels, strict=True)
         ]
-        sample = self.sample(grads)
-        size = tf.size(sample)
-        k = tf.clip_by_value(keep, 1, size)
-        threshold = tf.cond(  # the k-th largest sampled score
-            2 * k <= size,
-            lambda: tf.math.top_k(sample, k).values[k - 1],
-            lambda: -tf.math.top_k(-sample, size - k + 1).values[size - k],
-        )
-        # Both side effects feed an output, so a call returns only once the
-        # kernels are masked (and the gradients captured).
-        masked = tf.cond(keep > 0, lambda: self.mask(grads, threshold), lambda: tf.constant(False))
-
-        def copy():
-            for buffer, g in zip(self.buffers, grads, strict=True):
-                buffer.assign(g)
-            return tf.constant(True)
-
-        captured = tf.cond(capture, copy, lambda: tf.constant(False))
-        return total, sample, masked, captured
+        return total, grads, self._sample(grads)
 
     def _sample(self, grads):
         """|g * theta| at the sample positions (all positions for small models)."""
@@ -565,38 +571,36 @@ class _Engine:
 
     def _mask(self, grads, threshold):
         tf = self.tf
+        zero = tf.constant(0, self.dtype)
         for kernel, g in zip(self.kernels, grads, strict=True):
-            kernel.assign(tf.where(tf.abs(g * kernel) >= threshold, kernel, tf.zeros_like(kernel)))
+            kernel.assign(tf.where(tf.abs(g * kernel) >= threshold, kernel, zero))
         return tf.constant(True)
 
-    def _run(self, x_scale, seed_scale, keep=0, capture=False):
-        """One pass; returns R (of the scaled input) and the sampled scores."""
+    def _run(self, x_scale, seed_scale):
+        """One pass; returns R (of the scaled input) and the sampled scores.
+
+        The pass's gradients are kept in ``self.grads`` (for the flow check,
+        the mask and the final scores).
+        """
         tf = self.tf
-        args = (
-            tf.constant(x_scale, self.dtype),
-            tf.constant(seed_scale, self.dtype),
-            tf.constant(int(keep), tf.int32),
-            tf.constant(bool(capture)),
+        self.grads = None  # free the previous pass's gradients first
+        total, self.grads, sample = self.score_pass(
+            tf.constant(x_scale, self.dtype), tf.constant(seed_scale, self.dtype)
         )
-        try:
-            total, sample, _, _ = self.step(*args)
-        except Exception as e:  # pragma: no cover - no XLA: same math, unfused
-            if "xla" not in str(e).lower() and "jit" not in str(e).lower():
-                raise
-            self._build(jit=False)
-            total, sample, _, _ = self.step(*args)
         return float(total.numpy()), sample.numpy()
 
-    def _layer_scores(self, group):
-        """Flat float64 |g * theta| of one layer from the captured gradients."""
+    def _layer_scores(self, group, factor=1.0):
+        """Flat float64 ``|g * theta| * factor`` of one layer (last pass)."""
+        arrays = []
         with np.errstate(over="ignore", invalid="ignore"):  # checked by callers
-            arrays = [
-                np.abs(
-                    np.asarray(self.buffers[i].numpy(), dtype=np.float64) * self.kernels[i].numpy()
-                ).reshape(-1)
-                for i in group
-            ]
-        return np.concatenate(arrays)
+            for i in group:
+                flat = self.grads[i].numpy().astype(np.float64).reshape(-1)
+                flat *= self.kernels[i].numpy().reshape(-1)
+                np.abs(flat, out=flat)
+                if factor != 1.0:
+                    flat *= factor
+                arrays.append(flat)
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
     # Calibration ------------------------------------------------------
     def calibrate(self):
@@ -609,11 +613,11 @@ class _Engine:
         linearised network is then of degree one in its input and the
         power-of-two rescaling is exact. Otherwise the copy runs unscaled
         when ``R(1)`` is small enough, else None asks for a float64 restart.
-        The last pass captures the gradients to check that every scored layer
-        gets some flow.
+        The gradients of the last pass show whether every scored layer gets
+        some flow.
         """
         if self.dtype != self.tf.float32:
-            r1, sample1 = self._run(1.0, 1.0, capture=True)
+            r1, sample1 = self._run(1.0, 1.0)
             self._check_pass(r1, sample1, "even in float64")
             self.log2_r = math.log2(r1)
             return "none (float64)"
@@ -626,8 +630,7 @@ class _Engine:
                 if r > 0:
                     gain = r / probe
                     break
-            else:
-                self._run(probe, 1.0, capture=True)
+            else:  # R == 0 at every probe
                 self._raise_no_flow()
         if gain is not None and math.log2(gain) <= _LOG2_MAX_GAIN_FLOAT32:
             log2_gain = math.log2(gain)
@@ -638,7 +641,7 @@ class _Engine:
                 tests.insert(0, scale * (2.0**8 if up else 2.0**-8))
             ok = self._run(0.0, 1.0)[0] == 0.0
             for test in tests if ok else ():
-                r, sample = self._run(test, scale, capture=test == scale)
+                r, sample = self._run(test, scale)
                 ok = math.isfinite(r) and abs(r / test - gain) <= 1e-5 * gain
                 if not ok:
                     break
@@ -648,7 +651,7 @@ class _Engine:
                 self.x_scale = self.seed_scale = scale
                 self.log2_r = math.log2(r / scale)
                 return "balanced float32 (input and seed scaled by powers of two)"
-        r1, sample1 = self._run(1.0, 1.0, capture=True)
+        r1, sample1 = self._run(1.0, 1.0)
         if (
             math.isfinite(r1)
             and 0 < r1 <= 2.0**_LOG2_MAX_UNSCALED_FLOAT32
@@ -683,12 +686,12 @@ class _Engine:
         return bool(np.all(np.isfinite(sample)))
 
     def _check_flow(self):
-        """Raise if a scored layer gets no flow (from the captured gradients)."""
+        """Raise if a scored layer gets no flow (from the last pass's gradients)."""
         tf = self.tf
         for key, group in zip(self.keys, self.groups, strict=True):
             weights = any(bool(tf.reduce_any(self.kernels[i] != 0).numpy()) for i in group)
             flow = any(
-                bool(tf.reduce_any((self.buffers[i] != 0) & (self.kernels[i] != 0)).numpy())
+                bool(tf.reduce_any((self.grads[i] != 0) & (self.kernels[i] != 0)).numpy())
                 for i in group
             )
             if weights and not flow:
@@ -701,7 +704,7 @@ class _Engine:
                 )
 
     def _raise_nonfinite(self, r, where):
-        """Raise ScoreError naming the first layer with NaN/inf captured scores."""
+        """Raise ScoreError naming the first layer with NaN/inf scores in the last pass."""
         gates = _non_homogeneous_ops(self.clone)
         why = (
             "the linearised network multiplies activations together (e.g. "
@@ -731,12 +734,15 @@ class _Engine:
     def prune_round(self, density):
         """Score with the current masks, then keep the top ``density``.
 
-        The threshold is the exact quantile of the sampled scores, placed in
-        the traced step; the kernels are masked in the same call.
+        The threshold is the exact quantile of the sampled scores (the
+        ``keep``-th largest); every kernel weight scoring below it is zeroed.
         """
-        keep = max(1, int(round(density * self.sample_size)))
-        r, sample = self._run(self.x_scale, self.seed_scale, keep=keep)
+        r, sample = self._run(self.x_scale, self.seed_scale)
         self._check_round(r, sample, density)
+        keep = min(sample.size, max(1, int(round(density * sample.size))))
+        threshold = kth_largest([sample], keep)
+        self.mask(self.grads, self.tf.constant(threshold, self.dtype))
+        self.grads = None
         self.density = density
         self.log2_r = math.log2(r / self.x_scale)
         if self.balanced:  # re-centre the scales on the new (smaller) R
@@ -768,21 +774,18 @@ class _Engine:
             )
         if self.dtype == self.tf.float32:
             raise _NeedFloat64()
-        self._run(self.x_scale, self.seed_scale, capture=True)
         self._raise_nonfinite(r, "after pruning")
 
     def final_scores(self):
         """Scores at the current masks: dict key -> float64 (unscaled) array."""
-        r, sample = self._run(self.x_scale, self.seed_scale, capture=True)
+        r, sample = self._run(self.x_scale, self.seed_scale)
         self._check_round(r, sample, None)
         self.log2_r = math.log2(r / self.x_scale)
         # Undo the power-of-two scaling (exact): true SynFlow scores.
         unscale = 1.0 / (self.x_scale * self.seed_scale)
         per_layer = {}
         for key, group in zip(self.keys, self.groups, strict=True):
-            flat = self._layer_scores(group)
-            if unscale != 1.0:
-                flat *= unscale
+            flat = self._layer_scores(group, unscale)
             if not np.all(np.isfinite(flat)):
                 self._raise_nonfinite(r, "in the last round")
             per_layer[key] = flat
