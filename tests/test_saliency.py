@@ -588,3 +588,26 @@ def test_tf_keras_model():
         assert list(scores.per_layer) == ["stem", "inner/c", "fc"]
         assert scores.per_layer["inner/c"].shape == (144,)
     assert_untouched(model, before)
+
+
+def test_synflow_tf_keras_batch_norm_with_renorm():
+    """tf_keras' renorm adds weights that inference does not use: the folded map
+    is read from the layer's attributes and scores match renorm=False."""
+    import tf_keras
+
+    def build(renorm):
+        tf_keras.utils.set_random_seed(3)
+        x = tf_keras.Input((6, 6, 3))
+        h = tf_keras.layers.Conv2D(4, 3, padding="same", name="c1")(x)
+        h = tf_keras.layers.BatchNormalization(renorm=renorm, name="bn")(h)
+        h = tf_keras.layers.GlobalAveragePooling2D()(h)
+        return tf_keras.Model(x, tf_keras.layers.Dense(3, name="fc")(h))
+
+    plain, renorm = build(False), build(True)
+    assert len(renorm.get_layer("bn").get_weights()) > len(plain.get_layer("bn").get_weights())
+    for name in ("c1", "fc"):
+        renorm.get_layer(name).set_weights(plain.get_layer(name).get_weights())
+    want = compute_scores(plain, "synflow", verbose=0).per_layer
+    got = compute_scores(renorm, "synflow", verbose=0).per_layer
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6)

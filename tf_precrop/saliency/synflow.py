@@ -13,7 +13,10 @@ SynFlow scores the *linearised* network: a copy of the model in which
   the path sum ``R = 1^T (prod_l |W_l|) 1`` of the paper even where its
   activations are not the identity on positive numbers (ReLU6 saturates,
   softmax sums to one);
-* BatchNormalization runs in inference mode;
+* BatchNormalization runs in inference mode, as one per-channel affine map
+  ``scale * x + offset`` with ``scale = |gamma| / sqrt(|var| + eps)`` and
+  ``offset = |beta| - |mean| * scale`` (the same function as Keras' layer,
+  computed once in float64; fewer ops to trace and run);
 * centred normalisations (``LayerNormalization``, ``GroupNormalization``)
   keep only their affine part, ``|gamma| * x + |beta|``: the mean subtraction
   would make activations of the positive network negative, and the path sum
@@ -400,7 +403,7 @@ def _build_clone(model, shape, dtype):
 
     def absolute(key, layer, weights):
         if id(layer) in batch_norms:
-            return _batch_norm_affine(layer, weights)
+            return _batch_norm_affine(layer)
         result = []
         for w in weights:
             w = np.asarray(w)
@@ -415,17 +418,22 @@ def _build_clone(model, shape, dtype):
     return clone
 
 
-def _batch_norm_affine(layer, weights):
+def _batch_norm_affine(layer):
     """``[scale, offset]`` of a linearised BatchNormalization in inference mode.
 
     With every parameter replaced by its absolute value, inference-mode
     BatchNormalization is ``|gamma| * (x - |mean|) / sqrt(|var| + eps) + |beta|``
     = ``scale * x + offset``; computed in float64, applied by ``NormAffine``.
+    Read from the layer's attributes, so extra weights (tf_keras'
+    ``renorm`` statistics, unused at inference) do not matter.
     """
-    values = [np.abs(np.asarray(w, dtype=np.float64)) for w in weights]
-    gamma = values.pop(0) if layer.scale else 1.0
-    beta = values.pop(0) if layer.center else 0.0
-    mean, variance = values
+
+    def value(variable):
+        return np.abs(np.asarray(variable.numpy(), dtype=np.float64))
+
+    mean, variance = value(layer.moving_mean), value(layer.moving_variance)
+    gamma = value(layer.gamma) if layer.gamma is not None else 1.0
+    beta = value(layer.beta) if layer.beta is not None else 0.0
     scale = np.broadcast_to(gamma / np.sqrt(variance + float(layer.epsilon)), mean.shape)
     return [scale, beta - mean * scale]
 
