@@ -242,13 +242,11 @@ def write_manifest(save_dir, results):
 
 def _save(args, results):
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    import keras
-    import tensorflow as tf
+    from tf_precrop.report import environment
 
     meta = dict(
         command=" ".join([os.path.basename(sys.executable)] + sys.argv),
-        python=platform.python_version(), tensorflow=tf.__version__, keras=keras.__version__,
-        machine=platform.machine(), cpus=os.cpu_count(), args=vars(args),
+        **environment(), machine=platform.machine(), args=vars(args),
     )
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump({"meta": meta, "runs": results}, f, indent=2)

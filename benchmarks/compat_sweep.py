@@ -32,7 +32,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import tempfile
 import time
 import traceback
@@ -343,9 +342,10 @@ def main(argv=None):
         return 0
 
     import keras
-    import tensorflow as tf
     import tf_keras
     from rich.console import Console
+
+    from tf_precrop.report import environment
 
     console = Console(width=160)
     records = []
@@ -374,14 +374,7 @@ def main(argv=None):
                 "export": not args.no_export,
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "wall_s": round(time.perf_counter() - start, 1),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                    "tensorflow": tf.__version__,
-                    "keras": keras.__version__,
-                    "tf_keras": tf_keras.__version__,
-                },
+                "machine": environment(),
                 "records": records,
             }
             args.output.parent.mkdir(parents=True, exist_ok=True)

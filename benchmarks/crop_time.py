@@ -14,7 +14,6 @@ Targets (2 CPU cores): ResNet50 SynFlow×100 ≤ 10 s; SynExp ≤ 2 s.
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,10 +32,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import keras
-    import tensorflow as tf
 
     import tf_precrop
     from tf_precrop._table import render_table
+    from tf_precrop.report import environment
 
     rows = []
     for name in args.models:
@@ -77,8 +76,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump({
-            "meta": dict(command="python " + " ".join(sys.argv), tensorflow=tf.__version__,
-                         keras=keras.__version__, python=platform.python_version(), cpus=os.cpu_count()),
+            "meta": dict(command="python " + " ".join(sys.argv), **environment()),
             "rows": rows,
         }, f, indent=2)
     return 0

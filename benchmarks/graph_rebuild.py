@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import statistics
 import time
 
@@ -107,9 +106,9 @@ def main(argv=None):
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    import keras
-    import tensorflow as tf
     from rich.console import Console
+
+    from tf_precrop.report import environment
 
     lines = ("keras3", "tf_keras") if args.line == "both" else (args.line,)
     results = [bench_model(name, line, args.runs) for line in lines for name in MODELS]
@@ -119,13 +118,7 @@ def main(argv=None):
         "description": "tf_precrop.channel_groups + tf_precrop.rebuild(model, 0.5, graph=graph)",
         "target": f"< {TARGET_S:g} s per model on 2 CPU cores",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        },
+        "machine": environment(),
         "results": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

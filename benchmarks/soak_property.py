@@ -28,7 +28,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
@@ -144,8 +143,8 @@ def main(argv=None):
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    import keras
-    import tensorflow as tf
+
+    from tf_precrop.report import environment
 
     counts, failures, durations, wall = run(
         args.examples, args.seed, args.export_every, args.time_limit
@@ -176,13 +175,7 @@ def main(argv=None):
             "p90": round(ordered[int(len(ordered) * 0.9)], 3) if ordered else None,
             "max": round(ordered[-1], 3) if ordered else None,
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        },
+        "machine": environment(),
         "failures": failures,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,6 @@ same JSON file::
 import argparse
 import json
 import os
-import platform
 import resource
 import time
 
@@ -42,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tf_precrop.report import environment  # noqa: E402
 from tf_precrop.saliency import compute_scores  # noqa: E402
 from tf_precrop.saliency.synflow import MAX_SIDE, RESOLUTION_TOLERANCE  # noqa: E402
 
@@ -184,7 +184,7 @@ def main():
         "tolerance": RESOLUTION_TOLERANCE,
         "max_abs_density_diff_at_default_side": worst,
         "within_tolerance": None if worst is None else worst <= RESOLUTION_TOLERANCE,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": environment(),
         "results": results,
     }
     if "timing" in previous:

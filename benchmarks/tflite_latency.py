@@ -50,6 +50,7 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from tf_precrop import report  # noqa: E402
 from tf_precrop.export import (  # noqa: E402
     benchmark_tflite,
     export_tflite,
@@ -405,22 +406,7 @@ def print_table(rows, args):
 
 
 def environment():
-    import tensorflow as tf
-
-    try:
-        from importlib.metadata import version
-
-        litert = version("ai-edge-litert")
-    except Exception:
-        litert = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "tensorflow": tf.__version__,
-        "ai_edge_litert": litert,
-    }
+    return {**report.environment(), "processor": platform.processor()}
 
 
 def parse_args(argv=None):

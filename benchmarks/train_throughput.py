@@ -16,7 +16,6 @@ equal MACs, and ≥ 2 × the masked model at 10× compression.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -97,6 +96,7 @@ def main(argv=None):
                 if "synflow_masked" in ref:
                     r["vs_masked"] = r["images_per_sec"] / ref["synflow_masked"]["images_per_sec"]
     from tf_precrop._table import render_table
+    from tf_precrop.report import environment
 
     print(render_table(
         ["model", "variant", "img/s", "vs uniform", "vs masked", "params", "MACs", "peak RSS MB"],
@@ -107,8 +107,8 @@ def main(argv=None):
     ))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"meta": dict(command="python " + " ".join(sys.argv), python=platform.python_version(),
-                                cpus=os.cpu_count()), "rows": rows}, f, indent=2)
+        json.dump({"meta": dict(command="python " + " ".join(sys.argv), **environment()), "rows": rows},
+                  f, indent=2)
     return 0
 
 

@@ -1,6 +1,8 @@
 """plan() / crop(): budgets, methods, PreConfig, JSON, determinism and errors."""
 
 import json
+import os
+import platform
 
 import numpy as np
 import pytest
@@ -124,6 +126,22 @@ def test_plan_for_another_architecture_is_refused(resnet20):
 def test_summary_names_layers_and_totals(resnet20):
     text = _plan(resnet20, 0.3, "params", "synexp").summary()
     assert "stage3_block3_conv2" in text and "total" in text and "→" in text
+
+
+def test_environment_reports_installed_versions():
+    from importlib import metadata
+
+    import keras
+    import tensorflow as tf
+
+    from tf_precrop.report import environment
+
+    env = environment()
+    assert env["tf_precrop"] == tf_precrop.__version__
+    assert env["tensorflow"] == tf.__version__ and env["keras"] == keras.__version__
+    assert env["numpy"] == metadata.version("numpy")
+    assert env["cpus"] == os.cpu_count() and env["python"] == platform.python_version()
+    json.dumps(env)  # plain JSON for benchmark reports
 
 
 def test_crop_never_modifies_the_input_model(resnet20):

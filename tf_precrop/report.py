@@ -7,8 +7,54 @@ graph order and saves a PNG.
 """
 
 import json
+import os
+import platform
+from importlib import metadata
 
 from tf_precrop._table import render_table
+
+#: Distributions whose versions :func:`environment` reports (alternatives in a tuple).
+_DISTRIBUTIONS = {
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+    "keras": ("keras",),
+    "tf_keras": ("tf-keras",),
+    "tensorflow_model_optimization": ("tensorflow-model-optimization",),
+    "ai_edge_litert": ("ai-edge-litert",),
+    "numpy": ("numpy",),
+}
+
+
+def environment():
+    """The software and machine a measurement was taken on, as a JSON-able dict.
+
+    For benchmark and bug reports: Python, platform, CPU count and the
+    installed versions of tf_precrop and its dependencies (``None`` where not
+    installed). Versions come from the installed distributions, so nothing is
+    imported.
+
+    Example:
+
+    >>> from tf_precrop.report import environment
+    >>> sorted(environment())[:3]
+    ['ai_edge_litert', 'cpus', 'keras']
+    """
+    from tf_precrop import __version__
+
+    info = {
+        "tf_precrop": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+    for key, names in _DISTRIBUTIONS.items():
+        info[key] = None
+        for name in names:
+            try:
+                info[key] = metadata.version(name)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return info
 
 
 def plan_summary(plan, max_rows=None):
