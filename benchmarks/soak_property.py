@@ -9,6 +9,12 @@ magnitude, random), and checks :func:`strategies.check_crop_property` on each,
 in-process. Every ``--export-every``-th example is also exported to fp32
 TFLite and verified in LiteRT.
 
+Where a plan reports ``within_tolerance=False`` (no width assignment it found
+costs within ±1% of the budget), the example is classified by brute force
+over every width assignment at channel granularity, when there are at most
+``--feasibility-limit`` of them: no assignment within ±1% exists (the closest
+reachable was reported, as it should), or one exists (the solver missed it).
+
 Failures do not stop the run: each is recorded with its repro — the spec
 (``strategies.build_model(spec)`` rebuilds the model), target, budget and
 method — and the error.
@@ -16,7 +22,7 @@ method — and the error.
 Usage::
 
     python benchmarks/soak_property.py --examples 1000 [--seed 0] [--export-every 25]
-        [--time-limit 1200]
+        [--time-limit 1200] [--feasibility-limit 20000]
 
 Prints the counts and the failures' repros; writes
 ``benchmarks/results/soak_property.json``. Exit status 1 if anything failed.
@@ -49,7 +55,24 @@ def _repro(spec, target, budget, method, export):
     )
 
 
-def run(examples, seed, export_every, time_limit, progress_every=50):
+_SOLVER_MISSED = "tolerance miss: an assignment within 1% exists"
+
+
+def _classify_miss(strategies, spec, budget, result, limit):
+    """Why a plan missed the ±1% band: brute-force feasibility of the budget."""
+    import tf_precrop
+    from tf_precrop.widths import WidthProblem
+
+    problem = WidthProblem(tf_precrop.channel_groups(strategies.build_model(spec)), budget=budget)
+    feasible = strategies.feasible_widths(problem, result["target"] * problem.dense_cost, limit=limit)
+    return {
+        None: "tolerance miss: too many assignments to check",
+        False: "tolerance miss: no assignment within 1% exists",
+        True: _SOLVER_MISSED,
+    }[feasible]
+
+
+def run(examples, seed, export_every, time_limit, progress_every=50, feasibility_limit=20000):
     sys.path.insert(0, str(ROOT / "tests"))
     import keras
     import strategies
@@ -58,6 +81,7 @@ def run(examples, seed, export_every, time_limit, progress_every=50):
 
     counts = collections.Counter()
     failures = []
+    missed = []  # tolerance misses where brute force found an assignment within 1%
     durations = []
     start = time.perf_counter()
     index = [0]
@@ -95,6 +119,21 @@ def run(examples, seed, export_every, time_limit, progress_every=50):
             counts[f"dims={spec['dims']}"] += 1
             if not result["within_tolerance"]:
                 counts["passed, plan.within_tolerance=False"] += 1
+                if feasibility_limit:
+                    why = _classify_miss(strategies, spec, budget, result, feasibility_limit)
+                    counts[why] += 1
+                    if why == _SOLVER_MISSED and len(missed) < 50:
+                        missed.append(
+                            {
+                                "example": i,
+                                "spec": spec,
+                                "target": result["target"],
+                                "achieved": result["achieved"],
+                                "budget": budget,
+                                "method": method,
+                                "repro": _repro(spec, target, budget, method, False),
+                            }
+                        )
             if result["target"] != target:
                 counts["passed, target raised to the graph's minimum"] += 1
             if result["exported"]:
@@ -127,7 +166,7 @@ def run(examples, seed, export_every, time_limit, progress_every=50):
             )
 
     soak()
-    return counts, failures, durations, time.perf_counter() - start
+    return counts, failures, missed, durations, time.perf_counter() - start
 
 
 def main(argv=None):
@@ -140,14 +179,19 @@ def main(argv=None):
     parser.add_argument(
         "--time-limit", type=float, default=0, help="stop checking after this many seconds (0: none)"
     )
+    parser.add_argument(
+        "--feasibility-limit", type=int, default=20000,
+        help="brute-force a tolerance miss when it has at most this many width assignments (0: never)",
+    )
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
 
 
     from tf_precrop.report import environment
 
-    counts, failures, durations, wall = run(
-        args.examples, args.seed, args.export_every, args.time_limit
+    counts, failures, missed, durations, wall = run(
+        args.examples, args.seed, args.export_every, args.time_limit,
+        feasibility_limit=args.feasibility_limit,
     )
     checked = counts["passed"] + counts["failed"]
     print()
@@ -165,6 +209,7 @@ def main(argv=None):
         "seed": args.seed,
         "export_every": args.export_every,
         "time_limit_s": args.time_limit,
+        "feasibility_limit": args.feasibility_limit,
         "checked": checked,
         "passed": counts["passed"],
         "failed": counts["failed"],
@@ -177,6 +222,7 @@ def main(argv=None):
         },
         "machine": environment(),
         "failures": failures,
+        "solver_missed": missed,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=repr) + "\n", encoding="utf-8")

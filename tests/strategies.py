@@ -21,6 +21,8 @@ Spatial sizes are guarded at build time: a stride or a pooling that would take
 a side below 2 is skipped, so every spec builds.
 """
 
+import math
+
 from hypothesis import strategies as st
 
 ACTIVATIONS = ("relu", "relu6", "swish", "tanh", "sigmoid", "leaky_relu")
@@ -344,6 +346,30 @@ def min_fraction(model, budget):
 
     problem = WidthProblem(tf_precrop.channel_groups(model), budget=budget)
     return problem.min_cost() / problem.dense_cost
+
+
+def feasible_widths(problem, budget, tolerance=0.01, limit=None):
+    """Brute force: can any assignment of the free widths cost within ``tolerance``?
+
+    Every free group ranges over the multiples of its ``multiple`` up to its
+    current width (PreCrop's bounds; ``round_to`` is ignored, so this is
+    feasibility at channel granularity). Returns None, without searching,
+    when there are more than ``limit`` assignments.
+    """
+    import itertools
+
+    import numpy as np
+
+    free = np.flatnonzero(problem.free)
+    ranges = [range(int(problem.multiple[i]), int(problem.w0[i]) + 1, int(problem.multiple[i])) for i in free]
+    if limit is not None and math.prod(len(r) for r in ranges) > limit:
+        return None
+    w = problem.w0.copy()
+    for combo in itertools.product(*ranges):
+        w[free] = combo
+        if abs(problem.cost(w) - budget) <= tolerance * budget:
+            return True
+    return False
 
 
 def check_crop_property(spec, target, budget, method, export_dir=None):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import strategies
 
 import tf_precrop
 from tf_precrop.graph.expr import LinearExpr, Poly
@@ -95,28 +96,12 @@ def test_objective_is_lower_at_the_solution_than_at_uniform_width(graph):
 # ------------------------------------------------------------- exchange repair
 def _flatten_head_graph():
     """A coarse graph: one conv channel feeds 144 weights of a dense layer."""
-    import strategies
-
     spec = {
         "dims": 2, "size": 12, "in_channels": 1, "stem": 1, "extra_input": "vector",
         "merge": "add", "blocks": [("separable", {"filters": 8, "kernel": 1, "mult": 1})],
         "head": "flatten", "hidden": 16, "classes": 2, "second_output": None,
     }  # fmt: skip
     return strategies.build_model(spec)
-
-
-def _feasible(problem, budget, tolerance=0.01):
-    """Brute force: is any assignment of the free widths within tolerance?"""
-    import itertools
-
-    free = np.flatnonzero(problem.free)
-    ranges = [range(int(problem.multiple[i]), int(problem.w0[i]) + 1, int(problem.multiple[i])) for i in free]
-    w = problem.w0.copy()
-    for combo in itertools.product(*ranges):
-        w[free] = combo
-        if abs(problem.cost(w) - budget) <= tolerance * budget:
-            return True
-    return False
 
 
 def test_exchange_repair_reaches_the_band_where_one_way_steps_overshoot():
@@ -139,7 +124,7 @@ def test_repair_reaches_the_band_at_every_feasible_budget_of_a_coarse_graph(kind
     checked = 0
     for fraction in np.linspace(0.15, 0.95, 17):
         budget = float(fraction * problem.dense_cost)
-        if budget < problem.min_cost() or not _feasible(problem, budget):
+        if budget < problem.min_cost() or not strategies.feasible_widths(problem, budget):
             continue
         targets = {n.key: float(rng.uniform(0.05, 1.0)) for n in problem.prunable}
         for t in (None, targets):
@@ -148,3 +133,61 @@ def test_repair_reaches_the_band_at_every_feasible_budget_of_a_coarse_graph(kind
             assert abs(sol.cost - budget) <= 0.01 * budget
             checked += 1
     assert checked >= 10
+
+
+@pytest.mark.parametrize("kind", ["params", "macs"])
+def test_exhaustive_stage_finds_the_band_or_the_proven_closest_cost(kind):
+    # Against brute force over every assignment: within the band whenever one
+    # exists, else exactly the smallest distance to the band.
+    import itertools
+
+    graph = tf_precrop.channel_groups(_flatten_head_graph())
+    problem = WidthProblem(graph, budget=kind)
+    free = np.flatnonzero(problem.free)
+    ranges = [range(int(problem.multiple[i]), int(problem.w0[i]) + 1, int(problem.multiple[i])) for i in free]
+    costs = []
+    for combo in itertools.product(*ranges):
+        w = problem.w0.copy()
+        w[free] = combo
+        costs.append(problem.cost(w))
+    costs = np.array(costs)
+    continuous = problem.w0 * 0.5
+    for fraction in np.linspace(0.1, 0.97, 30):
+        budget = float(fraction * problem.dense_cost)
+        widths, ok = problem._exhaustive(continuous, budget, round_to=8, tolerance=0.01)
+        cost = problem.cost(widths.astype(np.float64))
+        gaps = np.maximum(np.maximum(0.99 * budget - costs, costs - 1.01 * budget), 0.0)
+        assert ok == bool(gaps.min() == 0.0)
+        assert max(0.99 * budget - cost, cost - 1.01 * budget, 0.0) == pytest.approx(gaps.min(), abs=1e-6)
+    assert problem._exhaustive(continuous, budget, 8, 0.01, limit=len(costs) - 1) is None
+
+
+# Random CNNs (benchmarks/soak_property.py, seed 0, examples 301, 1470 and 2017)
+# where the one-way and exchange repairs missed a ±1% band that brute force shows
+# exists; the exhaustive stage finds it.
+_MISSED_BY_EXCHANGE = [
+    ({"dims": 2, "size": 4, "in_channels": 1, "stem": 5, "extra_input": "vector", "merge": "concat",
+      "blocks": [("pool", {"type": "avg"}), ("nested", {"blocks": [("pool", {"type": "avg"}), (
+          "conv", {"filters": 12, "kernel": 3, "stride": 1, "bias": False, "act": None})]})],
+      "head": "gap", "hidden": None, "classes": 5, "second_output": None}, 0.2, "params", "synexp"),
+    ({"dims": 2, "size": 16, "in_channels": 2, "stem": 8, "extra_input": None, "merge": "concat",
+      "blocks": [("grouped", {"groups": 4, "per_in": 4, "per_out": 4, "kernel": 1})],
+      "head": "gap", "hidden": None, "classes": 5, "second_output": "map"}, 0.3656, "params", "magnitude"),
+    ({"dims": 2, "size": 16, "in_channels": 1, "stem": 4, "extra_input": None, "merge": "add",
+      "blocks": [("residual", {"mid": 5, "project": False, "bn": False}),
+                 ("depthwise", {"mult": 1, "kernel": 3, "stride": 2}),
+                 ("depthwise", {"mult": 1, "kernel": 3, "stride": 2}),
+                 ("residual", {"mid": 8, "project": False, "bn": False}), ("dropout", {})],
+      "head": "gap", "hidden": None, "classes": 2, "second_output": None}, 0.3427, "macs", "uniform_width"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "target", "budget", "method"), _MISSED_BY_EXCHANGE)
+def test_exhaustive_stage_reaches_bands_the_exchange_missed(spec, target, budget, method):
+    model = strategies.build_model(spec)
+    problem = WidthProblem(tf_precrop.channel_groups(model), budget=budget)
+    assert strategies.feasible_widths(problem, target * problem.dense_cost)
+    plan = tf_precrop.plan(model, target, budget=budget, method=method, seed=0, verbose=0)
+    cost = plan.params[1] if budget == "params" else plan.macs[1]
+    assert plan.within_tolerance and abs(cost - plan.budget_value) <= 0.01 * plan.budget_value
+    assert plan.apply().count_params() == plan.params[1]

@@ -27,8 +27,14 @@ for a depthwise one, a ratio of sums after a concatenation. :func:`solve_widths`
    exchange search moves one or two groups at a time, one down and one up, on
    the
    ``round_to`` grid and then in steps of ``multiple_of``
-   (:meth:`WidthProblem._exchange`); only when that fails too is the closest
-   cost reported (``within_tolerance=False``).
+   (:meth:`WidthProblem._exchange`);
+5. if that fails too and the free groups have at most
+   :data:`EXHAUSTIVE_LIMIT` width assignments in all (small models, a few
+   narrow groups), every assignment is tried (:meth:`WidthProblem._exhaustive`):
+   the one within tolerance with the fewest widths off the ``round_to`` grid
+   and the smallest move from the continuous fit, or else the *closest
+   reachable* cost, which is then proven closest. Larger problems report the
+   closest cost the repair found (``within_tolerance=False``).
 """
 
 import dataclasses
@@ -43,6 +49,8 @@ BUDGET_KINDS = ("params", "macs")
 #: (benchmarks/cifar_accuracy.py; docs/results.md): 2.0 beat 0, 0.5 and
 #: uniform width scaling at 10x fewer params and at 10x fewer MACs.
 DEFAULT_BALANCE = 2.0
+#: Most width assignments the last repair stage enumerates (all of them).
+EXHAUSTIVE_LIMIT = 50_000
 
 
 class CompiledPolys:
@@ -187,6 +195,10 @@ class WidthProblem:
         widths, ok = self._repair(widths, continuous, log_targets, budget, round_to, tolerance)
         if not ok:
             widths, ok = self._exchange(widths, continuous, budget, round_to, tolerance)
+        if not ok:
+            found = self._exhaustive(continuous, budget, round_to, tolerance)
+            if found is not None:
+                widths, ok = found
         achieved = self.densities(widths.astype(np.float64))
         return WidthSolution(
             widths={k: int(v) for k, v in zip(self.keys, widths, strict=True)},
@@ -432,6 +444,40 @@ class WidthProblem:
                 widths[b] = int(x[i, b])
         cost = self.cost(widths.astype(np.float64))
         return widths, bool(lo_b <= cost <= hi)
+
+
+    def _exhaustive(self, continuous, budget, round_to, tolerance, limit=EXHAUSTIVE_LIMIT):
+        """Last repair stage: try every assignment of the free widths.
+
+        Each free group ranges over the multiples of its ``multiple_of``
+        between its bounds. Returns ``(widths, within_tolerance)`` for the
+        assignment with the smallest distance to the tolerance band, ties
+        broken by the fewest widths off the ``round_to`` grid, then by the
+        smallest move from the continuous fit (``Σ (log w − log w_cont)²``);
+        or None when there are more than ``limit`` assignments.
+        """
+        free = np.flatnonzero(self.free)
+        cap = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
+        low = np.maximum(np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64), self.multiple)
+        ranges = [
+            np.arange(-(-low[i] // self.multiple[i]) * self.multiple[i], cap[i] + 1, self.multiple[i])
+            for i in free
+        ]
+        count = math.prod(len(r) for r in ranges)
+        if count == 0 or count > limit:
+            return None
+        grid = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(count, len(free))
+        widths = np.tile(self.w0.astype(np.int64), (count, 1))
+        widths[:, free] = grid
+        e = np.hstack([widths.astype(np.float64), np.ones((count, 1))])
+        cost = np.einsum("ij,jk,ik->i", e, self._cost_matrix(), e)
+        gap = np.maximum(np.maximum(budget * (1 - tolerance) - cost, cost - budget * (1 + tolerance)), 0.0)
+        q = self._quantum(continuous, round_to)[free]
+        off_grid = np.count_nonzero(grid % q, axis=1)
+        log_c = np.log(np.maximum(continuous[free], 1e-9))
+        move = np.sum((np.log(grid) - log_c) ** 2, axis=1)
+        best = np.lexsort((move, off_grid, gap))[0]
+        return widths[best], bool(gap[best] == 0.0)
 
 
 def _has_free(node, graph):
