@@ -348,13 +348,13 @@ def min_fraction(model, budget):
     return problem.min_cost() / problem.dense_cost
 
 
-def feasible_widths(problem, budget, tolerance=0.01, limit=None):
-    """Brute force: can any assignment of the free widths cost within ``tolerance``?
+def width_costs(problem, limit=None):
+    """Brute force: the cost of every assignment of the free widths, or None.
 
     Every free group ranges over the multiples of its ``multiple`` up to its
     current width (PreCrop's bounds; ``round_to`` is ignored, so this is
-    feasibility at channel granularity). Returns None, without searching,
-    when there are more than ``limit`` assignments.
+    channel granularity). Returns None, without enumerating, when there are
+    more than ``limit`` assignments.
     """
     import itertools
 
@@ -364,12 +364,24 @@ def feasible_widths(problem, budget, tolerance=0.01, limit=None):
     ranges = [range(int(problem.multiple[i]), int(problem.w0[i]) + 1, int(problem.multiple[i])) for i in free]
     if limit is not None and math.prod(len(r) for r in ranges) > limit:
         return None
+    costs = []
     w = problem.w0.copy()
     for combo in itertools.product(*ranges):
         w[free] = combo
-        if abs(problem.cost(w) - budget) <= tolerance * budget:
-            return True
-    return False
+        costs.append(problem.cost(w))
+    return np.array(costs)
+
+
+def feasible_widths(problem, budget, tolerance=0.01, limit=None):
+    """Can any assignment of the free widths cost within ``tolerance`` of ``budget``?
+
+    Brute force over :func:`width_costs`; None when there are more than
+    ``limit`` assignments.
+    """
+    import numpy as np
+
+    costs = width_costs(problem, limit)
+    return None if costs is None else bool(np.any(np.abs(costs - budget) <= tolerance * budget))
 
 
 def check_crop_property(spec, target, budget, method, export_dir=None):

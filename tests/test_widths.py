@@ -139,18 +139,9 @@ def test_repair_reaches_the_band_at_every_feasible_budget_of_a_coarse_graph(kind
 def test_exhaustive_stage_finds_the_band_or_the_proven_closest_cost(kind):
     # Against brute force over every assignment: within the band whenever one
     # exists, else exactly the smallest distance to the band.
-    import itertools
-
     graph = tf_precrop.channel_groups(_flatten_head_graph())
     problem = WidthProblem(graph, budget=kind)
-    free = np.flatnonzero(problem.free)
-    ranges = [range(int(problem.multiple[i]), int(problem.w0[i]) + 1, int(problem.multiple[i])) for i in free]
-    costs = []
-    for combo in itertools.product(*ranges):
-        w = problem.w0.copy()
-        w[free] = combo
-        costs.append(problem.cost(w))
-    costs = np.array(costs)
+    costs = strategies.width_costs(problem)
     continuous = problem.w0 * 0.5
     for fraction in np.linspace(0.1, 0.97, 30):
         budget = float(fraction * problem.dense_cost)

@@ -121,6 +121,9 @@ class WidthProblem:
         floor = np.maximum(self.multiple, math.ceil(min_channels))
         self.lower = np.where(self.free, np.minimum(floor, self.w0) / self.w0, 1.0)
         self.upper = np.where(self.free, float(upper), 1.0)
+        # Integer width bounds of each group (the ratio bounds times today's width).
+        self.max_width = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
+        self.min_width = np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64)
         attr = "params" if budget == "params" else "macs"
         self.cost_polys = CompiledPolys([getattr(n, attr) for n in graph.layers], self.index)
         self.prunable = [n for n in graph.layers if n.kernel is not None and _has_free(n, graph)]
@@ -280,17 +283,15 @@ class WidthProblem:
     def _round(self, continuous, round_to):
         q = self._quantum(continuous, round_to)
         widths = np.maximum(np.round(continuous / q) * q, q).astype(np.int64)
-        cap = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
+        cap = self.max_width
         over = widths > cap
         widths[over] = np.where(cap[over] % self.multiple[over] == 0, cap[over], widths[over] - q[over])
         widths = np.where(self.free, widths, self.w0.astype(np.int64))
-        lo = np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64)
-        return np.maximum(widths, lo)
+        return np.maximum(widths, self.min_width)
 
     def _steps(self, widths, q, direction):
         """Candidate widths one quantum up or down per free group (or None)."""
-        cap = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
-        lo = np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64)
+        cap, lo = self.max_width, self.min_width
         new = widths + direction * q
         if direction < 0:
             # Snap an off-grid width (the original one) down to the grid first.
@@ -380,13 +381,13 @@ class WidthProblem:
         lo_b, hi = budget * (1 - tolerance), budget * (1 + tolerance)
         m = self._cost_matrix()
         n = len(widths)
-        cap = np.floor(self.w0 * self.upper + 1e-9)
+        cap = self.max_width
         log_c = np.log(np.maximum(continuous, 1e-9))
         grids = [self._quantum(continuous, round_to)]
         if np.any(grids[0] != self.multiple):
             grids.append(self.multiple.copy())
         for q in grids:
-            lo = np.maximum(np.ceil(self.w0 * self.lower - 1e-9), q)
+            lo = np.maximum(self.min_width, q)
             lo = np.ceil(lo / q) * q
             top = np.floor(cap / q) * q
             for _ in range(100):
@@ -445,7 +446,6 @@ class WidthProblem:
         cost = self.cost(widths.astype(np.float64))
         return widths, bool(lo_b <= cost <= hi)
 
-
     def _exhaustive(self, continuous, budget, round_to, tolerance, limit=EXHAUSTIVE_LIMIT):
         """Last repair stage: try every assignment of the free widths.
 
@@ -457,10 +457,9 @@ class WidthProblem:
         or None when there are more than ``limit`` assignments.
         """
         free = np.flatnonzero(self.free)
-        cap = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
-        low = np.maximum(np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64), self.multiple)
+        low = np.maximum(self.min_width, self.multiple)
         ranges = [
-            np.arange(-(-low[i] // self.multiple[i]) * self.multiple[i], cap[i] + 1, self.multiple[i])
+            np.arange(-(-low[i] // self.multiple[i]) * self.multiple[i], self.max_width[i] + 1, self.multiple[i])
             for i in free
         ]
         count = math.prod(len(r) for r in ranges)
