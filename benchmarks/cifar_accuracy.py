@@ -54,6 +54,9 @@ VARIANTS = (
     "synflow_masked",
 )
 
+# Builders whose defaults are not CIFAR-10's 32x32x3 / 10 classes.
+CIFAR_KWARGS = {"shufflenet_v2": dict(input_shape=(32, 32, 3), classes=10, stem="cifar")}
+
 
 def build_variant(name, base_fn, budget, fraction, seed, rounds):
     import tf_precrop
@@ -86,10 +89,15 @@ def main(argv=None):
     parser.add_argument("--budgets", nargs="+", default=["params"], choices=["params", "macs"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--recipe", default="short", choices=["short", "cpu", "paper"],
+        help="short: the 8-epoch subset schedule set by --epochs/--batch-size/--schedule/--lr; "
+        "cpu / paper: tf_precrop.training.recipe(name) (--epochs and --batch-size still override)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="default: 8 (short) or the recipe's")
     parser.add_argument("--train-size", type=int, default=5000)
     parser.add_argument("--val-size", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 128 (short) or the recipe's")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "step"])
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=100, help="SynFlow rounds")
@@ -114,7 +122,7 @@ def main(argv=None):
     print(f"train {len(x_tr)} images, validation {len(x_val)} images", flush=True)
 
     def base_fn():
-        return tf_precrop.models.get_model(args.model, normalize=True)
+        return tf_precrop.models.get_model(args.model, normalize=True, **CIFAR_KWARGS.get(args.model, {}))
 
     dense_profile = tf_precrop.profile(base_fn())
     results = []
@@ -122,9 +130,16 @@ def main(argv=None):
         with open(args.out, encoding="utf-8") as f:
             results = json.load(f).get("runs", [])
     done = {_key(r) for r in results}
-    config = training.TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, seed=0
-    )
+    if args.recipe == "short":
+        config = training.TrainConfig(
+            epochs=args.epochs or 8, batch_size=args.batch_size or 128, lr=args.lr,
+            schedule=args.schedule, seed=0,
+        )
+    else:
+        overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v}
+        config = training.recipe(args.recipe, seed=0, **overrides)
+    args.epochs = config.epochs
+    print(f"recipe {args.recipe}: {config.to_json()}", flush=True)
     for seed in args.seeds:
         for budget in args.budgets:
             for ratio in args.compress:
@@ -132,6 +147,7 @@ def main(argv=None):
                     key = (
                         args.model, variant, budget if variant != "dense" else "-",
                         ratio if variant != "dense" else 1.0, seed, args.epochs, len(x_tr),
+                        args.recipe,
                     )
                     if key in done:
                         continue
@@ -152,7 +168,8 @@ def main(argv=None):
                     acc = training.evaluate(result.model, x_val, y_val)
                     row = dict(
                         model=args.model, variant=variant, budget=key[2], compress=key[3], seed=seed,
-                        epochs=args.epochs, train_size=len(x_tr),
+                        epochs=args.epochs, train_size=len(x_tr), recipe=args.recipe,
+                        config=config.replace(seed=seed).to_dict(),
                         val_accuracy=acc, best_val_accuracy=result.best_val_accuracy,
                         params=prof.params, macs=prof.macs,
                         params_ratio=prof.params / dense_profile.params,
@@ -172,8 +189,6 @@ def main(argv=None):
                     _save(args, results)
                     if args.save_dir:
                         write_manifest(args.save_dir, results)
-                    if variant == "dense":
-                        continue
     _save(args, results)
     _print_table(results)
     del tf
@@ -183,15 +198,24 @@ def main(argv=None):
 def _key(row):
     return (
         row["model"], row["variant"], row["budget"], row["compress"], row["seed"],
-        row["epochs"], row["train_size"],
+        row["epochs"], row["train_size"], row.get("recipe", "short"),
     )
 
 
 def model_file_name(row):
-    """``<model>_<variant>_<budget><ratio>x_seed<seed>.keras``; dense: ``<model>_dense_seed<seed>.keras``."""
+    """``<model>_<variant>_<budget><ratio>x[_<recipe>]_seed<seed>.keras``.
+
+    Dense: ``<model>_dense[_<recipe>]_seed<seed>.keras``. The short schedule's
+    files carry no recipe tag (their names predate the tag).
+    """
+    recipe = row.get("recipe", "short")
+    tag = "" if recipe == "short" else f"_{recipe}{row['epochs']}"
     if row["variant"] == "dense":
-        return f"{row['model']}_dense_seed{row['seed']}.keras"
-    return f"{row['model']}_{row['variant']}_{row['budget']}{row['compress']:g}x_seed{row['seed']}.keras"
+        return f"{row['model']}_dense{tag}_seed{row['seed']}.keras"
+    return (
+        f"{row['model']}_{row['variant']}_{row['budget']}{row['compress']:g}x{tag}"
+        f"_seed{row['seed']}.keras"
+    )
 
 
 def save_for_eval(model, save_dir, row):
@@ -204,10 +228,14 @@ def save_for_eval(model, save_dir, row):
     import keras
 
     os.makedirs(save_dir, exist_ok=True)
+    from tf_precrop._io import atomic_path
+
     path = os.path.join(save_dir, model_file_name(row))
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    clone.save(path)
+    with atomic_path(path) as tmp:
+        clone.save(tmp + ".keras")  # Keras insists on the extension
+        os.replace(tmp + ".keras", tmp)
     return path
 
 
@@ -226,6 +254,7 @@ def write_manifest(save_dir, results):
             file=model_file_name(r), sha256=digest,
             **{k: r[k] for k in ("model", "variant", "budget", "compress", "seed", "epochs",
                                  "train_size", "val_accuracy", "params", "macs")},
+            recipe=r.get("recipe", "short"),
         ))
     manifest = dict(
         input="float32 images in [0, 255], shape (N, 32, 32, 3); normalisation is inside the model",
@@ -236,8 +265,9 @@ def write_manifest(save_dir, results):
         load="import tf_precrop, keras; keras.saving.load_model(path)",
         models=entries,
     )
-    with open(os.path.join(save_dir, "manifest.json"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
+    from tf_precrop._io import write_json
+
+    write_json(os.path.join(save_dir, "manifest.json"), manifest)
 
 
 def _save(args, results):
@@ -248,8 +278,9 @@ def _save(args, results):
         command=" ".join([os.path.basename(sys.executable)] + sys.argv),
         **environment(), machine=platform.machine(), args=vars(args),
     )
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"meta": meta, "runs": results}, f, indent=2)
+    from tf_precrop._io import write_json
+
+    write_json(args.out, {"meta": meta, "runs": results})
 
 
 def _print_table(results):

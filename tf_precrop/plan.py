@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from tf_precrop._io import write_text
 from tf_precrop.errors import BudgetError
 from tf_precrop.graph.channel_graph import channel_groups
 from tf_precrop.rebuild import rebuild
@@ -107,8 +108,7 @@ class Plan:
     def to_json(self, path=None):
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_text(path, text)
         return text
 
     @classmethod

@@ -11,6 +11,7 @@ the FLOPs tables of the pruning literature (1 MAC = 2 FLOPs).
 import dataclasses
 import json
 
+from tf_precrop._io import write_text
 from tf_precrop._table import render_table
 from tf_precrop.graph.channel_graph import channel_groups
 
@@ -49,8 +50,7 @@ class Profile:
     def to_json(self, path=None):
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_text(path, text)
         return text
 
     def summary(self, only_costly=True):

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The CIFAR-10 evidence runs (docs/results.md, "Full CPU schedule"), one run at a
+# time, in priority order: seed 0 of every ResNet-20 cell first, then seed 1, then
+# seed 2, then ShuffleNetV2. Every finished run appends its row to
+# benchmarks/results/cifar_accuracy.json and saves its model; a rerun skips what is
+# done, so a killed sweep resumes where it stopped (a run killed midway restarts).
+#
+#   nohup bash benchmarks/run_evidence.sh > evidence.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run() { python benchmarks/cifar_accuracy.py --recipe cpu --train-size 45000 \
+          --save-dir benchmarks/results/models "$@"; }
+resnet20_seed() {
+  local s=$1 dense=$2 masked=$3
+  if [ "$dense" = 1 ]; then run --model resnet20 --variants dense --seeds "$s"; fi
+  run --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 10 --seeds "$s"
+  run --model resnet20 --variants precrop_synexp --budgets params --compress 10 --seeds "$s"
+  run --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 20 --seeds "$s"
+  if [ "$masked" = 1 ]; then
+    run --model resnet20 --variants synflow_masked --budgets params --compress 10 20 --seeds "$s"
+  fi
+}
+resnet20_seed 0 1 1
+resnet20_seed 1 1 1
+resnet20_seed 2 0 0
+run --model shufflenet_v2 --variants uniform_width precrop_synexp --budgets macs --compress 2 --seeds 0 1
