@@ -6,10 +6,19 @@
 # done, so a killed sweep resumes where it stopped (a run killed midway restarts).
 #
 #   nohup bash benchmarks/run_evidence.sh > evidence.log 2>&1 &
+#
+# CODE=/path/to/a/pinned/checkout runs that checkout's tf_precrop and benchmark
+# script (results still land in this repository), so that editing this working
+# tree while the sweep runs cannot change the runs. WAIT_PID=N waits for process N
+# (an earlier run still finishing) before starting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run() { python benchmarks/cifar_accuracy.py --recipe cpu --train-size 45000 \
-          --save-dir benchmarks/results/models "$@"; }
+CODE="${CODE:-$PWD}"
+if [ -n "${WAIT_PID:-}" ]; then
+  while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 20; done
+fi
+run() { PYTHONPATH="$CODE" python "$CODE/benchmarks/cifar_accuracy.py" --recipe cpu \
+          --train-size 45000 --save-dir benchmarks/results/models "$@"; }
 resnet20_seed() {
   local s=$1 dense=$2 masked=$3
   if [ "$dense" = 1 ]; then run --model resnet20 --variants dense --seeds "$s"; fi

@@ -439,3 +439,60 @@ def output_shapes(model):
 def input_shapes(model):
     """``model``'s input shapes as a list of tuples (one per input)."""
     return [tuple(t.shape) for t in model.inputs]
+
+
+# ------------------------------------------------------------ independent counts
+_KERNEL_LAYERS = (
+    "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+    "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Dense",
+)
+
+
+def _spatial(shape):
+    import math
+
+    return math.prod(int(d) for d in shape[1:-1])
+
+
+def call_macs(layer, in_shape, out_shape):
+    """MACs of one call of a kernel layer, from its config and the call's shapes.
+
+    Written out per layer kind from ``kernel_size``, ``filters``/``units``,
+    ``groups`` and ``depth_multiplier`` — independent of the channel graph's
+    cost polynomials. 0 for layers without kernels.
+    """
+    import math
+
+    name = type(layer).__name__
+    if name not in _KERNEL_LAYERS:
+        return 0
+    cin = int(in_shape[-1])
+    if name == "Dense":
+        return _spatial(in_shape) * cin * layer.units
+    taps = math.prod(layer.kernel_size)
+    if name.startswith("Depthwise"):
+        return _spatial(out_shape) * taps * cin * layer.depth_multiplier
+    if name.startswith("Separable"):
+        dm = layer.depth_multiplier
+        return _spatial(out_shape) * (taps * cin * dm + cin * dm * layer.filters)
+    if name.endswith("Transpose"):
+        return _spatial(in_shape) * taps * cin * layer.filters
+    return _spatial(out_shape) * taps * (cin // getattr(layer, "groups", 1)) * layer.filters
+
+
+def independent_macs(model):
+    """Total MACs of ``model`` per example: every call of every kernel layer, nested models too."""
+    total = 0
+    for layer in model.layers:
+        if hasattr(layer, "layers") and hasattr(layer, "inputs"):  # a nested model
+            calls = max(1, len(getattr(layer, "_inbound_nodes", [])))
+            total += calls * independent_macs(layer)
+            continue
+        if type(layer).__name__ not in _KERNEL_LAYERS:
+            continue
+        for node in layer._inbound_nodes:
+            ins = getattr(node, "input_tensors", None) or node.keras_inputs
+            outs = node.outputs
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            total += call_macs(layer, tuple(ins[0].shape), tuple(outs[0].shape))
+    return total

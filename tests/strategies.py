@@ -403,7 +403,15 @@ def check_crop_property(spec, target, budget, method, export_dir=None):
     before = snapshot(model)
     lowest = min_fraction(model, budget)
     effective = target if target >= lowest * 1.05 else min(1.0, math.ceil(lowest * 1.05 * 1e4) / 1e4)
-    plan = tf_precrop.plan(model, effective, budget=budget, method=method, seed=0, verbose=0)
+    import warnings
+
+    from tf_precrop.errors import BudgetWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BudgetWarning)
+        plan = tf_precrop.plan(model, effective, budget=budget, method=method, seed=0, verbose=0)
+    warned = [w for w in caught if issubclass(w.category, BudgetWarning)]
+    assert bool(warned) == (not plan.within_tolerance), [str(w.message) for w in warned]
     new = plan.apply()
     assert [tuple(t.shape) for t in new.inputs] == [tuple(t.shape) for t in model.inputs]
     assert [tuple(t.shape) for t in new.outputs] == [tuple(t.shape) for t in model.outputs]
@@ -417,7 +425,17 @@ def check_crop_property(spec, target, budget, method, export_dir=None):
     dense = plan.params[0] if budget == "params" else plan.macs[0]
     assert abs(plan.budget_value - effective * dense) <= 1e-6 * dense + 1
     if plan.within_tolerance:
+        assert plan.miss == ""
         assert abs(cost - plan.budget_value) <= 0.01 * plan.budget_value, (cost, plan.budget_value)
+    else:
+        # A miss is never silent: it is "proven" (every assignment tried) or
+        # "searched"; a proven miss is checked by brute force here.
+        assert plan.miss in ("proven", "searched"), plan.miss
+        if plan.miss == "proven":
+            from tf_precrop.widths import WidthProblem
+
+            problem = WidthProblem(tf_precrop.channel_groups(model), budget=budget)
+            assert feasible_widths(problem, plan.budget_value, limit=20_000) is not True
     outputs = new(sample_inputs(new), training=False)
     for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
         assert np.all(np.isfinite(np.asarray(out)))

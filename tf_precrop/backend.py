@@ -2,8 +2,9 @@
 
 tf_precrop accepts models built with Keras 3 (``import keras``) and with the
 Keras 2 line (``import tf_keras``; TFMOT needs it). Everything that differs
-between the two lines lives here, behind :class:`KerasLine`; no other module
-asks which line it holds.
+between the two lines lives here, behind :class:`KerasLine`: one subclass per
+line (``_Keras3Line``, ``_TFKerasLine``) implements what differs, and no other
+module asks which line it holds.
 
 ``tf_keras`` is imported lazily, only when a tf_keras model (or
 ``line="tf_keras"``) is actually used, so Keras 3 users never load it. The
@@ -23,15 +24,26 @@ LINES = (KERAS3, TF_KERAS)
 class KerasLine:
     """Uniform access to one Keras line (module, graph nodes, cloning, saving).
 
+    Get one with :func:`get_line` or :func:`line_of`; the two subclasses hold
+    what differs between the lines.
+
     Args:
         name: ``"keras3"`` or ``"tf_keras"``.
     """
 
-    def __init__(self, name):
-        if name not in LINES:
-            raise ValueError(
-                f"Unknown Keras line. Expected one of {LINES}. Received: line={name!r}"
-            )
+    #: Whether TFMOT accepts this line's models (only tf_keras).
+    supports_tfmot = False
+
+    def __new__(cls, name=KERAS3):
+        if cls is KerasLine:
+            if name not in LINES:
+                raise ValueError(
+                    f"Unknown Keras line. Expected one of {LINES}. Received: line={name!r}"
+                )
+            cls = _Keras3Line if name == KERAS3 else _TFKerasLine
+        return super().__new__(cls)
+
+    def __init__(self, name=KERAS3):
         self.name = name
 
     def __repr__(self):
@@ -40,15 +52,7 @@ class KerasLine:
     @functools.cached_property
     def keras(self):
         """The Keras module of this line (``keras`` or ``tf_keras``)."""
-        if self.name == KERAS3:
-            return importlib.import_module("keras")
-        try:
-            return importlib.import_module("tf_keras")
-        except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "tf_keras is needed for Keras 2 models. Install it with "
-                '`pip install "tf_precrop[tfmot]"`.'
-            ) from e
+        raise NotImplementedError
 
     @property
     def layers(self):
@@ -73,7 +77,7 @@ class KerasLine:
         Raises UnsupportedModelError for subclassed or unbuilt models.
         """
         if self.is_sequential(model):
-            graph = getattr(model, "_functional", None) if self.name == KERAS3 else model
+            graph = self._sequential_graph(model)
             if graph is None or not getattr(graph, "_nodes_by_depth", None):
                 raise UnsupportedModelError(
                     f"Sequential model '{model.name}' has no known input shape, so "
@@ -102,30 +106,12 @@ class KerasLine:
         for depth in sorted(by_depth, reverse=True):
             yield from by_depth[depth]
 
-    def node_operation(self, node):
-        return node.operation if self.name == KERAS3 else node.layer
-
-    def node_inputs(self, node):
-        tensors = node.input_tensors if self.name == KERAS3 else node.keras_inputs
-        return list(tensors)
-
-    def node_outputs(self, node):
-        return list(self.keras.tree.flatten(node.outputs)) if self.name == KERAS3 else (
-            list(_tf_nest().flatten(node.outputs))
-        )
-
     def node_constants(self, node):
         """Array-like, non-tensor call arguments of a node (e.g. ``x * array``)."""
         import numpy as np
 
-        if self.name == KERAS3:
-            args = node.arguments
-            values = list(args.args) + list(args.kwargs.values()) if args is not None else []
-            flat = self.keras.tree.flatten(values)
-        else:
-            flat = _tf_nest().flatten([list(node.call_args), dict(node.call_kwargs)])
         found = []
-        for value in flat:
+        for value in self._node_arguments(node):
             if hasattr(value, "_keras_history") or isinstance(value, (str, bytes)):
                 continue
             if hasattr(value, "shape") and hasattr(value, "dtype"):
@@ -169,6 +155,123 @@ class KerasLine:
         return self.keras.models.load_model(
             path, safe_mode=safe_mode, custom_objects=custom_objects
         )
+
+    def pack_inputs(self, structure, flat):
+        """``flat`` tensors in the nested structure of ``structure`` (a model's inputs)."""
+        return _tf_nest().pack_sequence_as(structure, flat)
+
+    def raw_variable(self, variable):
+        """The ``tf.Variable`` behind a Keras variable."""
+        return variable
+
+
+class _Keras3Line(KerasLine):
+    """Keras 3 (``import keras``), TensorFlow backend."""
+
+    @functools.cached_property
+    def keras(self):
+        return importlib.import_module("keras")
+
+    @property
+    def ops(self):
+        """``keras.ops``."""
+        return self.keras.ops
+
+    def register_serializable(self, package):
+        """A class decorator that registers a Keras object under ``package``."""
+        return self.keras.saving.register_keras_serializable(package=package)
+
+    def _sequential_graph(self, model):
+        return getattr(model, "_functional", None)
+
+    def node_operation(self, node):
+        return node.operation
+
+    def node_inputs(self, node):
+        return list(node.input_tensors)
+
+    def node_outputs(self, node):
+        return list(self.keras.tree.flatten(node.outputs))
+
+    def _node_arguments(self, node):
+        args = node.arguments
+        values = list(args.args) + list(args.kwargs.values()) if args is not None else []
+        return self.keras.tree.flatten(values)
+
+    def model_input_structure(self, model):
+        structure = getattr(model, "_inputs_struct", None)
+        return model.input if structure is None else structure
+
+    def pack_inputs(self, structure, flat):
+        return self.keras.tree.pack_sequence_as(structure, flat)
+
+    def raw_variable(self, variable):
+        return getattr(variable, "value", variable)
+
+    def export_saved_model(self, model, directory):
+        """Writes ``model``'s inference SavedModel to ``directory``, silently."""
+        model.export(directory, format="tf_saved_model", verbose=False)
+
+
+class _TFKerasLine(KerasLine):
+    """The Keras 2 line (``import tf_keras``); TFMOT needs it."""
+
+    supports_tfmot = True
+
+    @functools.cached_property
+    def keras(self):
+        try:
+            return importlib.import_module("tf_keras")
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "tf_keras is needed for Keras 2 models. Install it with "
+                '`pip install "tf_precrop[tfmot]"`.'
+            ) from e
+
+    @property
+    def ops(self):
+        """The few tensor ops tf_precrop's layers need, from TensorFlow."""
+        import types
+
+        import tensorflow as tf
+
+        return types.SimpleNamespace(
+            split=lambda x, n, axis: tf.split(x, n, axis=axis),
+            reshape=tf.reshape,
+            transpose=lambda x, axes: tf.transpose(x, axes),
+            shape=tf.shape,
+            stack=tf.stack,
+        )
+
+    def register_serializable(self, package):
+        return self.keras.utils.register_keras_serializable(package=package)
+
+    def _sequential_graph(self, model):
+        return model
+
+    def node_operation(self, node):
+        return node.layer
+
+    def node_inputs(self, node):
+        return list(node.keras_inputs)
+
+    def node_outputs(self, node):
+        return list(_tf_nest().flatten(node.outputs))
+
+    def _node_arguments(self, node):
+        return _tf_nest().flatten([list(node.call_args), dict(node.call_kwargs)])
+
+    def model_input_structure(self, model):
+        structure = getattr(model, "_nested_inputs", None)
+        return model.input if structure is None else structure
+
+    def export_saved_model(self, model, directory):
+        import contextlib
+        import io
+
+        # tf_keras' export has no verbose flag; it prints the endpoint summary.
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.export(directory)
 
 
 def _tf_nest():

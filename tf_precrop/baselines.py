@@ -84,10 +84,7 @@ def _fixed_mask_class(line_name):
 
     line = get_line(line_name)
     keras = line.keras
-    if line.name == KERAS3:
-        register = keras.saving.register_keras_serializable(package="tf_precrop")
-    else:
-        register = keras.utils.register_keras_serializable(package="tf_precrop")
+    register = line.register_serializable(package="tf_precrop")
 
     @register
     class FixedMask(keras.constraints.Constraint):

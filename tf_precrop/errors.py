@@ -33,3 +33,13 @@ class ScoreError(PrecropError, ValueError):
 
 class ExportError(PrecropError, RuntimeError):
     """A TFLite/LiteRT export failed or did not verify."""
+
+
+class BudgetWarning(UserWarning):
+    """A plan could not reach its budget's tolerance band; it holds the closest cost found.
+
+    The message gives the cost reached, the band, and whether the closest cost
+    is proven (every width assignment was tried) or only the best the repair
+    found. Turn it into an error with
+    ``warnings.simplefilter("error", tf_precrop.errors.BudgetWarning)``.
+    """

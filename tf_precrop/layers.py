@@ -32,22 +32,9 @@ def _check_positive_int(name, value):
 
 def _make_layers(line):
     keras = line.keras
-    if line.name == KERAS3:
-        ops = keras.ops
-        register = keras.saving.register_keras_serializable
-    else:
-        import tensorflow as tf
+    ops = line.ops
 
-        ops = types.SimpleNamespace(
-            split=lambda x, n, axis: tf.split(x, n, axis=axis),
-            reshape=tf.reshape,
-            transpose=lambda x, axes: tf.transpose(x, axes),
-            shape=tf.shape,
-            stack=tf.stack,
-        )
-        register = keras.utils.register_keras_serializable
-
-    @register(package="tf_precrop")
+    @line.register_serializable(package="tf_precrop")
     class ChannelSplit(keras.layers.Layer):
         """Splits the last (channel) axis into ``num_splits`` equal parts.
 
@@ -73,7 +60,7 @@ def _make_layers(line):
         def get_config(self):
             return {**super().get_config(), "num_splits": self.num_splits}
 
-    @register(package="tf_precrop")
+    @line.register_serializable(package="tf_precrop")
     class ChannelShuffle(keras.layers.Layer):
         """ShuffleNet channel shuffle: ``(..., g, C/g)`` transposed to ``(..., C/g, g)``.
 

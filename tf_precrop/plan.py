@@ -52,8 +52,17 @@ class Plan:
         params, macs: ``(before, after)`` totals.
         budget_value: the absolute budget in ``budget`` units.
         within_tolerance: whether the cost is within ±1% of the budget (if
-            not, the plan holds the closest the rounding could reach).
+            not, the plan holds the closest the rounding could reach, and
+            :func:`plan` warned with a :class:`~tf_precrop.errors.BudgetWarning`).
         settings: the remaining arguments (round_to, preconfig, seed, ...).
+        clamped: ``{layer key: density from the scores}`` for every layer whose
+            target density was raised to its smallest fit-able value (one
+            weight: ``1 / kernel size``) because the threshold removed it
+            entirely. Empty for density methods that never clamp.
+        miss: ``""`` within tolerance; else ``"proven"`` (every width
+            assignment was tried: no cost is closer to the band) or
+            ``"searched"`` (the closest cost the repair found; the problem was
+            too large to try every assignment).
     """
 
     model_name: str
@@ -68,7 +77,10 @@ class Plan:
     budget_value: float
     within_tolerance: bool
     settings: dict
+    clamped: dict = dataclasses.field(default_factory=dict)
+    miss: str = ""
     _model: object = dataclasses.field(default=None, repr=False, compare=False)
+    _graph: object = dataclasses.field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------- results
     @property
@@ -85,7 +97,9 @@ class Plan:
                 "This plan holds no model (it was loaded from JSON). Expected "
                 "`plan.apply(model)` with the model it was made for. Received: model=None"
             )
-        graph = channel_groups(model)
+        # The planned model's graph is reused: apply() does not walk it again.
+        graph = self._graph if model is self._model and self._graph is not None else None
+        graph = graph if graph is not None else channel_groups(model)
         current = graph.widths()
         if current != self.original_widths:
             diff = sorted(set(current.items()) ^ set(self.original_widths.items()))[:4]
@@ -99,8 +113,11 @@ class Plan:
 
     # ------------------------------------------------------------- reports
     def to_dict(self):
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(
+            dataclasses.replace(self, _model=None, _graph=None)
+        )
         data.pop("_model")
+        data.pop("_graph")
         data["format"] = PLAN_FORMAT
         data["layers"] = [dataclasses.asdict(layer) for layer in self.layers]
         return data
@@ -234,11 +251,16 @@ def plan(
         target, problem.dense_cost, problem.min_cost(), problem.max_cost(), preconfig, budget
     )
     fraction = budget_value / problem.dense_cost
-    targets = _target_densities(model, graph, problem, method, fraction, data, seed, options)
+    clamped = {}
+    targets = _target_densities(
+        model, graph, problem, method, fraction, data, seed, options, clamped
+    )
     solution = problem.solve(
         targets, budget_value, round_to=int(round_to), tolerance=float(options.get("tolerance", 0.01))
     )
-    return _make_plan(model, graph, problem, solution, targets, method, budget, target, dict(
+    if not solution.within_tolerance:
+        _warn_miss(model, budget, solution, float(options.get("tolerance", 0.01)))
+    return _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, dict(
         round_to=int(round_to),
         preconfig=bool(preconfig),
         seed=seed,
@@ -309,7 +331,7 @@ def crop(model, target, **kwargs):
     return plan(model, target, **kwargs).apply()
 
 
-def _target_densities(model, graph, problem, method, fraction, data, seed, options):
+def _target_densities(model, graph, problem, method, fraction, data, seed, options, clamped):
     """Per prunable layer target density (None for uniform width scaling)."""
     nodes = problem.prunable
     if method == "uniform_width":
@@ -341,7 +363,7 @@ def _target_densities(model, graph, problem, method, fraction, data, seed, optio
     if not 0 < score_density <= 1:
         raise BudgetError(f"`score_density` must be in (0, 1]. Received: score_density={score_density}")
     scores = compute_scores(
-        model,
+        graph,  # the one model view: saliency reads the graph's layers and kernels
         method,
         data=data,
         loss=options.get("loss"),
@@ -354,14 +376,17 @@ def _target_densities(model, graph, problem, method, fraction, data, seed, optio
     per_layer = {k: v for k, v in scores.per_layer.items() if k in kernel_sizes}
     _check_scores(per_layer, method)
     result = dens.global_threshold_densities(per_layer, score_density)
-    # A layer the threshold removed entirely keeps the smallest fit-able density.
-    return {k: max(float(v), 1.0 / kernel_sizes[k]) for k, v in result.items()}
+    # A layer the threshold removed entirely keeps the smallest fit-able density;
+    # the plan records which (Plan.clamped).
+    floor = {k: 1.0 / kernel_sizes[k] for k in result}
+    clamped.update({k: float(v) for k, v in result.items() if float(v) < floor[k]})
+    return {k: max(float(v), floor[k]) for k, v in result.items()}
 
 
 def _kernel_shapes(model, graph, nodes):
     from tf_precrop.saliency import prunable_kernels
 
-    found = dict(prunable_kernels(model, layers=[n.key for n in nodes]))
+    found = dict(prunable_kernels(graph, layers=[n.key for n in nodes]))
     shapes = {}
     for n in nodes:
         kernels = found.get(n.key, [])
@@ -372,7 +397,27 @@ def _kernel_shapes(model, graph, nodes):
     return shapes
 
 
-def _make_plan(model, graph, problem, solution, targets, method, budget, target, settings):
+def _warn_miss(model, budget, solution, tolerance):
+    import warnings
+
+    from tf_precrop.errors import BudgetWarning
+
+    why = {
+        "proven": "no width assignment is closer (every one was tried)",
+        "searched": "it is the closest the repair found (too many assignments to try all)",
+    }[solution.miss]
+    warnings.warn(
+        f"The plan for model '{model.name}' misses its {budget} budget: it costs "
+        f"{solution.cost:,} against {solution.budget:,.0f} ± {tolerance:.0%} "
+        f"({solution.cost / solution.budget - 1:+.2%}); {why}. The widths' multiples "
+        "(round_to, the groups' multiple_of) limit which costs exist: try round_to=1, "
+        "a larger tolerance or another target.",
+        BudgetWarning,
+        stacklevel=3,
+    )
+
+
+def _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, settings):
     w0, w1 = graph.widths(), solution.widths
     layers = []
     target_map = targets or {}
@@ -411,5 +456,8 @@ def _make_plan(model, graph, problem, solution, targets, method, budget, target,
         budget_value=float(solution.budget),
         within_tolerance=bool(solution.within_tolerance),
         settings=settings,
+        clamped=dict(clamped),
+        miss=solution.miss,
         _model=model,
+        _graph=graph,
     )

@@ -85,16 +85,28 @@ def plan_summary(plan, max_rows=None):
             f"{m0:,} → {m1:,} ({m1 / max(m0, 1):.1%})",
         )
     )
+    miss = {"proven": ", outside the band: closest reachable (proven)",
+            "searched": ", outside the band: closest found"}.get(getattr(plan, "miss", ""), "")
+    if not plan.within_tolerance and not miss:
+        miss = ", closest reachable"
     title = (
         f"{plan.model_name}: {plan.method}, {plan.budget} target {plan.target} "
-        f"(achieved {plan.achieved:.2%}{'' if plan.within_tolerance else ', closest reachable'})"
+        f"(achieved {plan.achieved:.2%}{miss})"
     )
-    return render_table(
+    table = render_table(
         ["layer", "group", "width", "density target → achieved", "params", "MACs"],
         rows,
         title=title,
         width=150,
     )
+    clamped = getattr(plan, "clamped", {})
+    if clamped:
+        names = ", ".join(sorted(clamped)[:6]) + (" ..." if len(clamped) > 6 else "")
+        table += (
+            f"\n{len(clamped)} layer(s) scored to density 0 were kept at one weight's "
+            f"density (Plan.clamped): {names}"
+        )
+    return table
 
 
 def write_report(plan, out_dir, stem="report", export=None, latency=None):

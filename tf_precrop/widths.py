@@ -3,7 +3,8 @@
 One keep ratio ``r_g = new width / old width`` per free channel group. A layer's
 achieved density is its kernel size at the new widths over its kernel size
 today — ``r_in·r_out`` for a conv or dense layer between two groups, ``r_g``
-for a depthwise one, a ratio of sums after a concatenation. :func:`solve_widths`
+for a depthwise one, a ratio of sums after a concatenation.
+:meth:`WidthProblem.solve`
 
 1. fits the ratios to the target densities in log space, up to one common
    offset (the densities give the *profile*; the budget gives the level):
@@ -42,9 +43,9 @@ import math
 
 import numpy as np
 
+from tf_precrop.budget import BUDGET_KINDS, resolve_budget  # noqa: F401 - re-exported
 from tf_precrop.errors import BudgetError
 
-BUDGET_KINDS = ("params", "macs")
 #: Default weight of the width-balance term, chosen by CIFAR-10 accuracy
 #: (benchmarks/cifar_accuracy.py; docs/results.md): 2.0 beat 0, 0.5 and
 #: uniform width scaling at 10x fewer params and at 10x fewer MACs.
@@ -100,6 +101,9 @@ class WidthSolution:
     dense_cost: int
     within_tolerance: bool
     densities: dict  # achieved per prunable layer
+    #: Why the cost is outside the band ("" when within): the closest cost is
+    #: ``"proven"`` (every assignment tried) or ``"searched"`` (the repair's best).
+    miss: str = ""
 
 
 class WidthProblem:
@@ -198,10 +202,13 @@ class WidthProblem:
         widths, ok = self._repair(widths, continuous, log_targets, budget, round_to, tolerance)
         if not ok:
             widths, ok = self._exchange(widths, continuous, budget, round_to, tolerance)
+        miss = ""
         if not ok:
             found = self._exhaustive(continuous, budget, round_to, tolerance)
+            miss = "searched"
             if found is not None:
                 widths, ok = found
+                miss = "proven"
         achieved = self.densities(widths.astype(np.float64))
         return WidthSolution(
             widths={k: int(v) for k, v in zip(self.keys, widths, strict=True)},
@@ -211,6 +218,7 @@ class WidthProblem:
             dense_cost=int(round(self.dense_cost)),
             within_tolerance=ok,
             densities={n.key: float(d) for n, d in zip(self.prunable, achieved, strict=True)},
+            miss="" if ok else miss,
         )
 
     def _log_targets(self, targets):
@@ -481,39 +489,3 @@ class WidthProblem:
 
 def _has_free(node, graph):
     return any(not graph[v].fixed for v in node.kernel.vars)
-
-
-def resolve_budget(target, dense_cost, min_cost, max_cost, preconfig, kind):
-    """Absolute budget from a target; validates it. See :func:`tf_precrop.plan`."""
-    if isinstance(target, bool) or not isinstance(target, (int, float, np.integer, np.floating)):
-        raise BudgetError(
-            "Expected `target` to be a number: a fraction of the dense cost or an "
-            f"absolute {kind} count. Received: target={target!r}"
-        )
-    if not math.isfinite(target) or target <= 0:
-        raise BudgetError(
-            f"`target` must be a positive, finite number. Received: target={target!r}"
-        )
-    if isinstance(target, (int, np.integer)) and target > 1:
-        budget = float(target)
-    else:
-        if target > 1 and not preconfig:
-            raise BudgetError(
-                "A target above 1 (larger than the dense model) needs preconfig=True; "
-                f"for an absolute {kind} count pass an int. Received: target={target!r}"
-            )
-        budget = float(target) * dense_cost
-    if budget < min_cost * (1 - 1e-9):
-        raise BudgetError(
-            f"The target of {budget:,.0f} {kind} is below the smallest model the graph "
-            f"allows ({min_cost:,.0f} {kind}, every free group at its minimum width). "
-            f"Expected a target ≥ {min_cost / dense_cost:.4f} of the dense model. "
-            f"Received: target={target!r}"
-        )
-    if budget > max_cost * (1 + 1e-9):
-        raise BudgetError(
-            f"The target of {budget:,.0f} {kind} is above the largest model the bounds "
-            f"allow ({max_cost:,.0f} {kind}). Expected a smaller target or a larger "
-            f"PreConfig upper bound. Received: target={target!r}"
-        )
-    return budget

@@ -52,7 +52,7 @@ def _import_tfmot():
 
 def _require_tf_keras(model, func):
     line = line_of(model)
-    if line.name != "tf_keras":
+    if not line.supports_tfmot:
         raise TypeError(
             f"{func} uses TFMOT, which needs a tf_keras (Keras 2) model. Expected a "
             "model built with `tf_keras`, e.g. "

@@ -67,9 +67,11 @@ def compute_scores(
     The model is never modified (weights are bitwise identical afterwards).
 
     Args:
-        model: a built Keras 3 or tf_keras model. SynFlow needs a Functional
-            or Sequential model (it runs on a linearised copy); the other
-            methods also accept subclassed models.
+        model: a built Keras 3 or tf_keras model, or its
+            :class:`~tf_precrop.graph.ChannelGraph` (the plan passes the graph
+            it already built, so the model is not walked again). SynFlow
+            needs a Functional or Sequential model (it runs on a linearised
+            copy); the other methods also accept subclassed models.
         method: one of :data:`METHODS`.
         data: labelled data for ``"snip"`` and ``"grasp"``: ``(x, y)`` arrays
             or a ``tf.data.Dataset`` of ``(x, y)`` batches (at most
@@ -87,7 +89,7 @@ def compute_scores(
         layers: optional iterable of layer keys, or predicate ``fn(key)``,
             restricting the scored layers.
         input_shape: SynFlow's per-sample input shape; ``None`` caps each
-            spatial side at ``tf_precrop.saliency.synflow.MAX_SIDE`` (64).
+            spatial side at ``tf_precrop.saliency.synflow.MAX_SIDE`` (96).
 
     Returns:
         A :class:`Scores`: ``per_layer`` maps each layer key (name path, e.g.

@@ -6,40 +6,46 @@ as a layer) is ``"mobilenetv2_1.00_224/block_1_expand"``; deeper nesting adds
 more ``/`` parts. The outermost model's own name is never part of a key.
 """
 
+import collections.abc
 import dataclasses
-import types
 
 import numpy as np
 
-from tf_precrop.backend import KERAS3, line_of
+from tf_precrop.backend import line_of
 from tf_precrop.errors import UnsupportedModelError
+from tf_precrop.graph.rules import prunable_classes, rule_of
 
-#: Prunable layer classes (matched by class name in both Keras lines) and the
-#: names of their kernel variables, in the order they are concatenated.
-PRUNABLE_KERNELS = types.MappingProxyType(
-    {
-        "Conv1D": ("kernel",),
-        "Conv2D": ("kernel",),
-        "Conv3D": ("kernel",),
-        "Conv1DTranspose": ("kernel",),
-        "Conv2DTranspose": ("kernel",),
-        "Conv3DTranspose": ("kernel",),
-        "Dense": ("kernel",),
-        "DepthwiseConv1D": ("depthwise_kernel",),
-        "DepthwiseConv2D": ("depthwise_kernel",),
-        "SeparableConv1D": ("depthwise_kernel", "pointwise_kernel"),
-        "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel"),
-    }
-)
+
+class _PrunableKernels(collections.abc.Mapping):
+    """``{class name: kernel names}`` read live from the layer registry.
+
+    Not a table of its own: each lookup asks :mod:`tf_precrop.graph.rules`, so
+    a class registered with :func:`tf_precrop.register_rule` shows up here.
+    """
+
+    def __getitem__(self, name):
+        return prunable_classes()[name]
+
+    def __iter__(self):
+        return iter(prunable_classes())
+
+    def __len__(self):
+        return len(prunable_classes())
+
+    def __repr__(self):
+        return f"PRUNABLE_KERNELS({dict(prunable_classes())})"
+
+
+#: Prunable layer classes and the names of their kernel variables, in the
+#: order they are concatenated: a live view of the layer registry.
+PRUNABLE_KERNELS = _PrunableKernels()
 
 #: Constraint argument of each kernel variable name (used by baselines).
-CONSTRAINT_ARGUMENTS = types.MappingProxyType(
-    {
-        "kernel": "kernel_constraint",
-        "depthwise_kernel": "depthwise_constraint",
-        "pointwise_kernel": "pointwise_constraint",
-    }
-)
+CONSTRAINT_ARGUMENTS = {
+    "kernel": "kernel_constraint",
+    "depthwise_kernel": "depthwise_constraint",
+    "pointwise_kernel": "pointwise_constraint",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +93,6 @@ class Scores:
 
 
 # ----------------------------------------------------------------- walking
-def _variable_name(variable):
-    """The bare name of a variable (``kernel``) in both Keras lines."""
-    name = getattr(variable, "path", None) or variable.name
-    name = name.split("/")[-1]
-    return name.split(":")[0]
-
-
 def iter_layers(model, prefix=""):
     """Yield ``(key, layer)`` for every non-model layer, nested models included.
 
@@ -129,7 +128,8 @@ def iter_layers(model, prefix=""):
 def named_kernels(layer):
     """``[(name, variable)]`` of a prunable layer's kernels, or ``None``.
 
-    ``name`` is the conceptual kernel name of :data:`PRUNABLE_KERNELS`
+    The layer's rule in the registry (:mod:`tf_precrop.graph.rules`) says
+    which weights are kernels; ``name`` is the conceptual kernel name
     (``kernel``, ``depthwise_kernel``, ``pointwise_kernel``), whatever the
     variable is called in the Keras line (Keras 3 names a depthwise kernel
     ``kernel``).
@@ -138,28 +138,14 @@ def named_kernels(layer):
         layer: a Keras layer.
 
     Returns:
-        A list of pairs in :data:`PRUNABLE_KERNELS` order, or ``None`` when the
-        class is not prunable. A prunable layer that is not built raises
-        ``UnsupportedModelError``.
+        A list of pairs in the rule's :attr:`~LayerRule.kernels` order, or
+        ``None`` when the class has no rule or its rule has no kernels. A
+        prunable layer that is not built raises ``UnsupportedModelError``.
     """
-    cls = type(layer).__name__
-    names = PRUNABLE_KERNELS.get(cls)
-    if names is None:
+    rule = rule_of(layer)
+    if rule is None or not rule.kernels:
         return None
-    by_name = {_variable_name(v): v for v in layer.weights}
-    result = []
-    for name in names:
-        variable = by_name.get(name)
-        if variable is None and name == "depthwise_kernel" and cls.startswith("Depthwise"):
-            variable = by_name.get("kernel")
-        if variable is None:
-            raise UnsupportedModelError(
-                f"Layer '{layer.name}' of class {cls} has no variable {name!r}: "
-                "it is not built (or is quantized). Expected a built model with "
-                f"float kernels. Received: variables={sorted(by_name)}"
-            )
-        result.append((name, variable))
-    return result
+    return rule.kernel_variables(layer)
 
 
 def layer_kernels(layer):
@@ -191,13 +177,15 @@ def _layer_filter(layers):
 def prunable_kernels(model, layers=None):
     """The prunable layers of ``model`` and their kernel variables.
 
-    Prunable layers are the classes of :data:`PRUNABLE_KERNELS` (convolutions,
-    transposed and depthwise/separable convolutions, ``Dense``), matched by
-    class name in Keras 3 and tf_keras alike. Biases and normalization
-    parameters are never included.
+    Prunable layers are those whose rule in the layer registry names kernels
+    (convolutions, transposed and depthwise/separable convolutions, ``Dense``,
+    and any class registered with such a rule), in Keras 3 and tf_keras alike.
+    Biases and normalization parameters are never included.
 
     Args:
-        model: a built Keras 3 or tf_keras model.
+        model: a built Keras 3 or tf_keras model, or its
+            :class:`~tf_precrop.graph.ChannelGraph` (then the graph's layers
+            are used and the model is not walked again).
         layers: optional restriction: an iterable of layer keys, or a
             predicate ``fn(key) -> bool``. Unknown keys raise ``ValueError``.
 
@@ -213,12 +201,19 @@ def prunable_kernels(model, layers=None):
     """
     keep = _layer_filter(layers)
     found, result = set(), []
-    for key, layer in iter_layers(model):
-        if type(layer).__name__ not in PRUNABLE_KERNELS:
+    if hasattr(model, "kernel_layers"):  # a ChannelGraph
+        pairs = model.kernel_layers()
+    else:
+        pairs = (
+            (key, layer, named_kernels(layer))
+            for key, layer in iter_layers(model)
+        )
+    for key, layer, named in pairs:
+        if named is None:
             continue
         found.add(key)
         if keep(key, layer):
-            result.append((key, layer_kernels(layer)))
+            result.append((key, [variable for _, variable in named]))
     if layers is not None and not callable(layers):
         wanted = {layers} if isinstance(layers, str) else set(layers)
         unknown = sorted(wanted - found)
@@ -226,10 +221,23 @@ def prunable_kernels(model, layers=None):
             raise ValueError(
                 "`layers` names layers that are not prunable layers of the "
                 f"model. Expected keys among {sorted(found)[:8]}"
-                f"{' ...' if len(found) > 8 else ''}. Received: unknown keys "
+                f"{' ...' if len(found) > 8 else ''}. A layer is prunable when "
+                "its class has a rule with kernels (`tf_precrop.register_rule(cls, "
+                "ConvRule())` for a custom conv). Received: unknown keys "
                 f"{unknown}"
             )
     return result
+
+
+def model_and_view(model):
+    """``(model, view)``: the Keras model, and what :func:`prunable_kernels` should read.
+
+    A :class:`~tf_precrop.graph.ChannelGraph` is both: its model, and itself as
+    the view (its layers are not walked again). A model is its own view.
+    """
+    if hasattr(model, "kernel_layers") and hasattr(model, "model"):
+        return model.model, model
+    return model, model
 
 
 def kernel_sizes(kernels):
@@ -330,16 +338,8 @@ def clone_model(model, layer_fn=None, input_shape=None, dtype=None):
         inputs.append(keras.Input(shape=shape, dtype=in_dtype, name=name))
     if line.is_sequential(model):
         inputs = inputs[0]
-    elif line.name == KERAS3:
-        structure = getattr(model, "_inputs_struct", None)
-        structure = model.input if structure is None else structure
-        inputs = keras.tree.pack_sequence_as(structure, inputs)
     else:
-        import tensorflow as tf
-
-        structure = getattr(model, "_nested_inputs", None)
-        structure = model.input if structure is None else structure
-        inputs = tf.nest.pack_sequence_as(structure, inputs)
+        inputs = line.pack_inputs(line.model_input_structure(model), inputs)
     try:
         return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone_layer)
     except UnsupportedModelError:

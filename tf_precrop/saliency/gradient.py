@@ -33,7 +33,7 @@ import numpy as np
 
 from tf_precrop.backend import line_of
 from tf_precrop.errors import ScoreError
-from tf_precrop.saliency.base import Scores, prunable_kernels, raw_variable
+from tf_precrop.saliency.base import Scores, model_and_view, prunable_kernels, raw_variable
 
 #: Maximum number of batches used by SNIP and GraSP.
 MAX_BATCHES = 10
@@ -92,10 +92,11 @@ class _Run:
         import tensorflow as tf
 
         self.tf = tf
+        model, view = model_and_view(model)
         self.model = model
         self.line = line_of(model)
         self.method = method
-        selected = prunable_kernels(model, layers)
+        selected = prunable_kernels(view, layers)
         if not selected:
             raise ValueError(
                 f"{method} needs at least one prunable layer. Received: model "

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tf_precrop.saliency.base import Scores, flat_values, prunable_kernels
+from tf_precrop.saliency.base import Scores, flat_values, model_and_view, prunable_kernels
 
 
 def magnitude_scores(model, *, layers=None):
@@ -22,8 +22,9 @@ def magnitude_scores(model, *, layers=None):
     >>> magnitude_scores(m).per_layer["fc"].shape
     (6,)
     """
+    _, view = model_and_view(model)
     per_layer = {
-        key: np.abs(flat_values(variables)) for key, variables in prunable_kernels(model, layers)
+        key: np.abs(flat_values(variables)) for key, variables in prunable_kernels(view, layers)
     }
     return Scores("magnitude", per_layer, {})
 
@@ -45,7 +46,8 @@ def random_scores(model, *, seed=None, layers=None):
     """
     rng = np.random.default_rng(seed)
     per_layer = {}
-    for key, variables in prunable_kernels(model, layers):
+    _, view = model_and_view(model)
+    for key, variables in prunable_kernels(view, layers):
         size = int(sum(int(np.prod(v.shape)) for v in variables))
         per_layer[key] = rng.random(size, dtype=np.float64)
     return Scores("random", per_layer, {"seed": seed})

@@ -1,0 +1,229 @@
+"""Rules of the layers that compute: pass-through, element-wise, fixed, conv, dense, norms.
+
+Each class is a :class:`~tf_precrop.graph.rule_base.LayerRule`; the registry
+(:mod:`tf_precrop.graph.rules`) maps layer classes to instances of them.
+"""
+
+from fractions import Fraction
+
+from tf_precrop.errors import UnsupportedLayerError
+from tf_precrop.graph.expr import Poly
+from tf_precrop.graph.rule_base import (
+    LayerRule,
+    _check_channels_last,
+    _prod,
+    _reject_grouped,
+    _single_input,
+    _static,
+)
+
+
+class PassThroughRule(LayerRule):
+    """Channels unchanged (BN, activations, pooling, dropout, padding, ...)."""
+
+    name = "passthrough"
+
+    def propagate(self, call, ctx):
+        expr = _single_input(call)
+        _check_channels_last(call)
+        axis = call.config.get("axis")
+        if call.class_name in _AXIS_CHECKED and axis is not None:
+            rank = len(call.in_shapes[0]) + 1
+            axes = axis if isinstance(axis, (list, tuple)) else [axis]
+            if (rank - 1) not in [a % rank for a in axes]:
+                raise UnsupportedLayerError(
+                    f"Layer '{call.key}' ({call.class_name}) normalises over "
+                    f"axis={axis}, not the channel axis. Expected axis=-1. "
+                    f"Received: axis={axis}"
+                )
+        return [expr] * max(1, len(call.out_shapes))
+
+
+_AXIS_CHECKED = {"BatchNormalization", "LayerNormalization", "GroupNormalization"}
+
+
+class ActivationRule(PassThroughRule):
+    """Activation layers (ReLU, PReLU, Softmax, ...): SynFlow's copy drops them."""
+
+    name = "activation"
+    linearization = "identity"
+
+
+class BatchNormRule(PassThroughRule):
+    """BatchNormalization: SynFlow folds it to a per-channel affine map."""
+
+    name = "batch_norm"
+    linearization = "batch_norm"
+
+
+class CentredNormRule(PassThroughRule):
+    """LayerNormalization (and subclasses): SynFlow keeps only its affine part."""
+
+    name = "centred_norm"
+    linearization = "affine"
+
+
+class FixedRule(LayerRule):
+    """Keeps the layer as it is: all its input and output widths are fixed."""
+
+    name = "fixed"
+
+    def propagate(self, call, ctx):
+        for expr in call.inputs:
+            ctx.fix(getattr(expr, "expr", expr), f"input of fixed layer '{call.key}'")
+        return [
+            ctx.new_fixed(shape[-1] if shape else 1, call.key, f"output of fixed layer '{call.key}'")
+            for shape in call.out_shapes
+        ]
+
+    def params(self, call, ctx):
+        return Poly.const(call.layer.count_params())
+
+
+class ElementwiseRule(LayerRule):
+    """Add/Subtract/Multiply/...: all inputs tied to one width, output the same.
+
+    An input whose channel axis is 1 while the others' is larger broadcasts: it
+    is fixed at 1 instead of tied.
+    """
+
+    name = "elementwise"
+
+    def __init__(self, homogeneous=True):
+        self.homogeneous = homogeneous
+
+    def propagate(self, call, ctx):
+        exprs = [e for e in call.inputs]
+        for e in exprs:
+            _reject_grouped(call, e)
+        widths = [ctx.original_width(e) for e in exprs]
+        full = max(widths)
+        tied = [e for e, w in zip(exprs, widths, strict=True) if w == full]
+        for e, w in zip(exprs, widths, strict=True):
+            if w != full:
+                if w != 1:
+                    raise UnsupportedLayerError(
+                        f"Layer '{call.key}' ({call.class_name}) combines inputs "
+                        f"of {widths} channels. Expected equal channel counts (or 1 "
+                        f"to broadcast). Received: channels={widths}"
+                    )
+                ctx.fix(e, f"broadcast input of '{call.key}'")
+        for e in tied[1:]:
+            ctx.tie(tied[0], e, call.key)
+        return [tied[0]] * max(1, len(call.out_shapes))
+
+
+class ConvRule(LayerRule):
+    """Conv1D/2D/3D and their transposes: ``filters`` sets the output width.
+
+    Args:
+        transpose: a transposed convolution (MACs per input position).
+        width_key: the config entry that sets the output width.
+        pointwise_as_dense: SynFlow may run a 1x1, stride-1, ungrouped 2-D
+            instance as a ``Dense`` on the channel axis (the same map, a
+            cheaper gradient). Only for classes whose ``call`` is exactly
+            ``Conv2D``'s: off by default for custom subclasses.
+    """
+
+    name = "conv"
+    kernels = ("kernel",)
+
+    def __init__(self, transpose=False, width_key="filters", pointwise_as_dense=False):
+        self.transpose = transpose
+        self.width_key = width_key
+        self.pointwise_as_dense = pointwise_as_dense
+
+    def propagate(self, call, ctx):
+        expr = _single_input(call)
+        _check_channels_last(call)
+        groups = int(call.config.get("groups", 1) or 1)
+        if groups > 1 and groups == ctx.original_width(expr):
+            # A depthwise conv written as Conv2D(groups=channels): output follows input.
+            call.meta["depthwise"] = Fraction(int(call.config[self.width_key]), groups)
+            return [expr.scale(call.meta["depthwise"])]
+        out = ctx.new_var(call.out_shapes[0][-1], call.key)
+        if groups > 1:
+            ctx.require_multiple(expr, groups, call.key)
+            ctx.require_multiple(out, groups, call.key)
+        return [out]
+
+    def kernel(self, call, ctx):
+        k = _prod(call.layer.kernel.shape[:-2])
+        if "depthwise" in call.meta:
+            return Poly.linear(call.outputs[0], k)
+        groups = int(call.config.get("groups", 1) or 1)
+        return Poly.product(call.inputs[0], call.outputs[0], Fraction(k, groups))
+
+    def params(self, call, ctx):
+        poly = self.kernel(call, ctx)
+        if call.config.get("use_bias", True):
+            poly = poly + Poly.linear(call.outputs[0])
+        return poly
+
+    def macs(self, call, ctx):
+        shape = call.in_shapes[0] if self.transpose else call.out_shapes[0]
+        spatial = _prod(_static(call, shape[:-1], "spatial"))
+        return self.kernel(call, ctx).scaled(spatial)
+
+    def rebuild(self, layer, config, call, width):
+        config = {**config, self.width_key: width(call.outputs[0])}
+        if "depthwise" in call.meta:
+            config["groups"] = width(call.inputs[0])
+        return config
+
+
+class DenseRule(ConvRule):
+    """Dense: ``units`` sets the output width; leading axes multiply the MACs."""
+
+    name = "dense"
+
+    def __init__(self):
+        super().__init__(width_key="units")
+
+    def kernel(self, call, ctx):
+        return Poly.product(call.inputs[0], call.outputs[0])
+
+    def macs(self, call, ctx):
+        lead = _prod(_static(call, call.in_shapes[0][:-1], "input"))
+        return self.kernel(call, ctx).scaled(lead)
+
+
+def _depthwise_kernel(layer):
+    # Keras 3 names a DepthwiseConv kernel `kernel`; tf_keras `depthwise_kernel`.
+    kernel = getattr(layer, "depthwise_kernel", None)
+    return kernel if kernel is not None else layer.kernel
+
+
+class DepthwiseRule(LayerRule):
+    """DepthwiseConv: output width = input width × depth_multiplier."""
+
+    name = "depthwise"
+    kernels = ("depthwise_kernel",)
+
+    def propagate(self, call, ctx):
+        expr = _single_input(call)
+        _check_channels_last(call)
+        return [expr.scale(int(call.config.get("depth_multiplier", 1)))]
+
+    def kernel(self, call, ctx):
+        k = _prod(_depthwise_kernel(call.layer).shape[:-2])
+        return Poly.linear(call.outputs[0], k)
+
+    # Bias on the output channels, MACs per output position: as for a conv.
+    transpose = False
+    params = ConvRule.params
+    macs = ConvRule.macs
+
+
+class SeparableRule(ConvRule):
+    """SeparableConv: depthwise (× depth_multiplier) then pointwise to ``filters``."""
+
+    name = "separable"
+    kernels = ("depthwise_kernel", "pointwise_kernel")
+
+    def kernel(self, call, ctx):
+        dm = int(call.config.get("depth_multiplier", 1))
+        k = _prod(_depthwise_kernel(call.layer).shape[:-2])
+        return Poly.linear(call.inputs[0], k * dm) + Poly.product(
+            call.inputs[0], call.outputs[0], dm
+        )

@@ -1,0 +1,197 @@
+"""The base of every layer rule, and the helpers rules share.
+
+:class:`LayerRule` is one registry entry (see :mod:`tf_precrop.graph.rules`):
+channel flow, cost, prunable kernels, SynFlow linearisation and rebuild of one
+layer kind, in one place.
+"""
+
+import dataclasses
+import math
+
+from tf_precrop.errors import UnsupportedLayerError
+from tf_precrop.graph.expr import ZERO, LinearExpr, Poly
+
+
+def _prod(values):
+    return math.prod(int(v) for v in values)
+
+
+def _static(call, shape, what):
+    if any(d is None for d in shape):
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) needs a static {what} shape "
+            f"to count its cost. Expected a model built with a fixed input size, "
+            f"e.g. `keras.Input(shape=(224, 224, 3))`. Received: shape={shape}"
+        )
+    return shape
+
+
+class GroupedView:
+    """A channel axis split in two by ``Reshape`` (the shuffle pattern).
+
+    ``order`` is ``"gc"`` for ``(..., groups, C/groups)`` and ``"cg"`` after the
+    ``Permute`` that swaps them.
+    """
+
+    def __init__(self, expr, groups, order):
+        self.expr, self.groups, self.order = expr, groups, order
+
+    def __repr__(self):
+        return f"({self.expr}) split into {self.groups} groups ({self.order})"
+
+
+#: How SynFlow's linearised copy treats a layer kind (see :class:`LayerRule`).
+LINEARIZATIONS = ("as_is", "identity", "batch_norm", "affine", "refuse")
+
+
+class LayerRule:
+    """Everything tf_precrop knows about one layer kind: one registry entry.
+
+    Subclasses override what differs. A rule answers, for one layer call:
+
+    * channel flow: :meth:`propagate` maps the channel expressions of the
+      inputs to those of the outputs (and ties, fixes or constrains widths);
+    * cost: :meth:`params`, :meth:`macs` and :meth:`kernel` (the scored part
+      of ``params``) as polynomials of the group widths;
+    * kernels: :attr:`kernels` names the weights that saliency scores, in the
+      order they are concatenated (``()``: the layer is not prunable);
+      :meth:`kernel_variables` finds them on a layer of either Keras line;
+    * SynFlow: :attr:`linearization` says how the linearised copy treats the
+      layer: ``"as_is"`` (weights made absolute, an ``activation`` argument
+      made linear; the default), ``"identity"`` (replaced by the identity:
+      activation and preprocessing layers), ``"batch_norm"`` (folded to one
+      per-channel affine map in inference mode), ``"affine"`` (only
+      ``gamma * x + beta`` of a centred normalisation) or ``"refuse"``
+      (SynFlow stops with an error naming the layer: set another value on
+      the rule to score it). :attr:`homogeneous` is ``False`` for layers whose
+      output is not of degree one in their inputs (gates, divisions), which
+      rules out SynFlow's exact power-of-two rescaling;
+    * rebuild: :meth:`rebuild` returns the layer config at new widths.
+
+    Example:
+
+    >>> import keras, tf_precrop
+    >>> from tf_precrop.graph.rules import ConvRule
+    >>> class MyConv(keras.layers.Conv2D):
+    ...     pass
+    >>> tf_precrop.register_rule(MyConv, ConvRule())   # cost, kernels, SynFlow, rebuild
+    >>> ConvRule().kernels
+    ('kernel',)
+    >>> tf_precrop.unregister_rule(MyConv)
+    """
+
+    name = "rule"
+    kernels = ()
+    linearization = "as_is"
+    homogeneous = True
+
+    def propagate(self, call, ctx):
+        raise NotImplementedError
+
+    def params(self, call, ctx):
+        return _channelwise_weights(call, ctx)
+
+    def macs(self, call, ctx):
+        return ZERO
+
+    def kernel(self, call, ctx):
+        return None
+
+    def rebuild(self, layer, config, call, width):
+        return config
+
+    def is_homogeneous(self, operation):
+        """Whether ``operation``'s output is of degree one in its inputs."""
+        return self.homogeneous
+
+    def kernel_variables(self, layer):
+        """``[(name, variable)]`` for each name of :attr:`kernels`, in that order.
+
+        ``name`` is the conceptual kernel name (``kernel``, ``depthwise_kernel``,
+        ``pointwise_kernel``) whatever the variable is called in the Keras line
+        (Keras 3 names a depthwise kernel ``kernel``).
+
+        Raises:
+            UnsupportedModelError: the layer is not built (or is quantized).
+        """
+        from tf_precrop.errors import UnsupportedModelError
+
+        by_name = {_variable_name(v): v for v in layer.weights}
+        result = []
+        for name in self.kernels:
+            variable = by_name.get(name)
+            if variable is None and name == "depthwise_kernel" and "pointwise_kernel" not in self.kernels:
+                variable = by_name.get("kernel")
+            if variable is None:
+                raise UnsupportedModelError(
+                    f"Layer '{layer.name}' of class {type(layer).__name__} has no variable "
+                    f"{name!r}: it is not built (or is quantized). Expected a built model "
+                    f"with float kernels. Received: variables={sorted(by_name)}"
+                )
+            result.append((name, variable))
+        return result
+
+
+def _variable_name(variable):
+    """The bare name of a variable (``kernel``) in both Keras lines."""
+    name = getattr(variable, "path", None) or variable.name
+    return name.split("/")[-1].split(":")[0]
+
+
+def _channelwise_weights(call, ctx):
+    """Params of a layer whose weights are per-channel (BN, PReLU, LayerScale...).
+
+    Each weight whose last dimension equals the input channel count scales with
+    it; other weights are constant.
+    """
+    layer = call.layer
+    weights = getattr(layer, "weights", [])
+    if not weights:
+        return ZERO
+    expr = call.inputs[0] if call.inputs else None
+    channels = ctx.original_width(expr) if isinstance(expr, LinearExpr) else None
+    poly = ZERO
+    for w in weights:
+        shape = tuple(int(d) for d in w.shape)
+        if shape and channels is not None and shape[-1] == channels:
+            poly = poly + Poly.linear(expr, _prod(shape[:-1]))
+        else:
+            poly = poly + Poly.const(_prod(shape))
+    return poly
+
+
+def _check_channels_last(call):
+    config = call.config
+    fmt = config.get("data_format")
+    if fmt not in (None, "channels_last"):
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) uses data_format={fmt!r}. "
+            "Expected channels_last (the TensorFlow/TFLite default). Rebuild the "
+            "model with data_format='channels_last'. Received: "
+            f"data_format={fmt!r}"
+        )
+
+
+def _single_input(call):
+    if len(call.inputs) != 1:
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) was called on "
+            f"{len(call.inputs)} tensors. Expected one input. Register a rule "
+            "for it with `tf_precrop.register_rule`. Received: "
+            f"num_inputs={len(call.inputs)}"
+        )
+    expr = call.inputs[0]
+    if isinstance(expr, GroupedView):
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) receives a tensor whose "
+            "channel axis was split by a Reshape. Expected only the channel-"
+            "shuffle pattern Reshape → Permute → Reshape there. Received: "
+            f"input shape={call.in_shapes[0]}"
+        )
+    return expr
+
+
+def _reject_grouped(call, expr):
+    """Raises unless ``expr`` is a plain channel expression (see _single_input)."""
+    if isinstance(expr, GroupedView):
+        _single_input(dataclasses.replace(call, inputs=[expr]))
