@@ -2,11 +2,14 @@
 
 import dataclasses
 import os
+import tempfile
 
 import numpy as np
 import pytest
 
-from tf_precrop.errors import ExportError
+import tf_precrop
+from tf_precrop import errors
+from tf_precrop.errors import ExportError, ExportPathError
 from tf_precrop.export import (
     INT8_MIN_TOP1,
     TOLERANCES,
@@ -17,6 +20,7 @@ from tf_precrop.export import (
     verify_tflite,
 )
 from tf_precrop.export import tflite as tflite_module
+from tf_precrop.export import verify as verify_module
 
 LINES = ("keras3", "tf_keras")
 
@@ -222,12 +226,12 @@ def test_int8_gate_ignores_flips_of_near_ties():
     got_near = near.copy()
     got_near[np.arange(40), top] -= 0.01  # every near tie flips, error 0.01
     e, g = np.concatenate([near, sure]), np.concatenate([got_near, sure])
-    report = tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=True)
+    report = verify_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=True)
     assert report.passed and report.top1_agreement == pytest.approx(0.6)
     assert report.decisive_top1_agreement == 1.0 and report.num_decisive == 60
     # The same flips are a failure where the tolerance is tight.
     with pytest.raises(ExportError, match="relative error"):
-        tflite_module._compare("f", None, [e], [g], TOLERANCES[None], strict=True)
+        verify_module._compare("f", None, [e], [g], TOLERANCES[None], strict=True)
 
 
 def test_int8_gate_fails_on_flips_of_decisive_samples():
@@ -235,25 +239,25 @@ def test_int8_gate_fails_on_flips_of_decisive_samples():
     e, top = _logits(rng, 100, 10, margin=0.06)  # decisive: 0.06 >= 0.05 * max(1, scale)
     g = e.copy()
     g[np.arange(6), top[:6]] -= 0.09  # 6 % flipped, error 0.09 < tolerance 0.1
-    report = tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=False)
+    report = verify_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=False)
     assert not report.passed and report.relative_error < TOLERANCES["int8"]
     assert report.num_decisive == 100 and report.decisive_top1_agreement == pytest.approx(0.94)
     with pytest.raises(ExportError, match="on its 100 decisive samples"):
-        tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=True)
+        verify_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=True)
 
 
 def test_int8_gate_checks_relative_error_of_classifier_outputs_too():
     rng = np.random.default_rng(2)
     e, _ = _logits(rng, 50, 10, margin=0.5)
     g = e + np.where(np.arange(10) == 0, 0.0, 0.3).astype("float32")  # no flip, error 0.3
-    report = tflite_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=False)
+    report = verify_module._compare("f", "int8", [e], [g], TOLERANCES["int8"], strict=False)
     assert not report.passed and report.relative_error == pytest.approx(0.3, rel=1e-5)
 
 
 def test_int8_gate_without_decisive_samples_reports_none():
     rng = np.random.default_rng(3)
     e, _ = _logits(rng, 20, 10, margin=0.0)
-    report = tflite_module._compare("f", "int8", [e], [e], TOLERANCES["int8"], strict=True)
+    report = verify_module._compare("f", "int8", [e], [e], TOLERANCES["int8"], strict=True)
     assert report.passed and report.num_decisive == 0
     assert report.decisive_top1_agreement is None and report.top1_agreement == 1.0
 
@@ -271,8 +275,14 @@ def test_verify_of_a_corrupt_file_raises(fp32_file, keras3_model, tmp_path):
 
 
 def test_verify_of_a_missing_file_raises(keras3_model, tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found"):
-        verify_tflite(tmp_path / "missing.tflite", keras3_model)
+    path = tmp_path / "missing.tflite"
+    with pytest.raises(FileNotFoundError, match="not found") as info:
+        verify_tflite(path, keras3_model)
+    assert isinstance(info.value, ExportPathError) and isinstance(info.value, ValueError)
+    assert str(info.value) == (
+        "TFLite file not found. Expected an existing .tflite file. "
+        f"Received: path={str(path)!r}"
+    )
 
 
 # ------------------------------------------------------------- atomic writing
@@ -331,14 +341,119 @@ def test_folder_refusing_writes_is_a_clear_error(keras3_model, tmp_path, monkeyp
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tflite_module.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(ExportError, match="writable folder.*Received: folder="):
         export_tflite(keras3_model, tmp_path / "m.tflite")
 
 
 def test_missing_folder_is_a_clear_error(keras3_model, tmp_path):
-    with pytest.raises(ExportError, match="does not exist"):
-        export_tflite(keras3_model, tmp_path / "no" / "such" / "m.tflite")
+    path = tmp_path / "no" / "such" / "m.tflite"
+    with pytest.raises(ExportPathError) as info:
+        export_tflite(keras3_model, path)
+    err = info.value
+    for cls in (ExportError, FileNotFoundError, ValueError, errors.PrecropError):
+        assert isinstance(err, cls), cls
+    assert str(err) == (
+        "The destination folder does not exist or is not a folder. Expected an "
+        f"existing, writable folder. Received: folder={str(path.parent)!r}, path={str(path)!r}"
+    )
+    assert not (tmp_path / "no").exists()
+
+
+def test_destination_below_a_file_is_a_path_error(keras3_model, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(FileNotFoundError, match="not a folder.*Received: folder=.*a_file"):
+        export_tflite(keras3_model, blocker / "m.tflite")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_export_error_is_a_value_error_and_stays_a_runtime_error():
+    # errors.py promises ValueError/TypeError; RuntimeError is kept for callers of
+    # earlier releases, where ExportError was only a RuntimeError.
+    assert issubclass(ExportError, ValueError) and issubclass(ExportError, RuntimeError)
+    assert issubclass(ExportError, errors.PrecropError)
+    assert issubclass(ExportPathError, ExportError) and issubclass(ExportPathError, FileNotFoundError)
+    assert not issubclass(ExportError, OSError)
+
+
+def test_destination_that_is_a_folder_is_an_export_error(keras3_model, tmp_path):
+    with pytest.raises(ExportError, match="The destination is a folder") as info:
+        export_tflite(keras3_model, tmp_path)
+    assert not isinstance(info.value, FileNotFoundError)
+    assert f"Received: path={str(tmp_path)!r}" in str(info.value)
+
+
+# -------------------------------------------------------- augmentation layers
+def augmented_cnn(line, seed=0):
+    """The keras.io "image classification from scratch" pattern, small.
+
+    Random augmentation, then rescaling, two convs and a classifier.
+    """
+    k = _keras(line)
+    k.utils.set_random_seed(seed)
+    inputs = k.Input((32, 32, 3), name="image")
+    x = k.layers.RandomFlip("horizontal")(inputs)
+    x = k.layers.RandomRotation(0.1)(x)
+    x = k.layers.Rescaling(1.0 / 255)(x)
+    x = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = k.layers.BatchNormalization()(x)
+    x = k.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    x = k.layers.Dropout(0.25)(x)
+    return k.Model(inputs, k.layers.Dense(10)(x), name=f"augmented_{line}")
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_augmentation_layers_are_identities_in_the_exported_file(line, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = augmented_cnn(line)
+    pixels = np.random.default_rng(1).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    small = tf_precrop.crop(model, 0.5)
+    assert small.count_params() < model.count_params()
+    for name, m in (("dense", model), ("cropped", small)):
+        path = tmp_path / f"{name}.tflite"
+        result = export_tflite(m, path, representative_data=pixels)
+        assert result.num_samples == 16 and result.relative_error <= TOLERANCES[None]
+        ops = {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
+        assert not {o for o in ops if "RANDOM" in o or o == "CUSTOM"}, ops
+        # Verification compares with the inference call (augmentation off).
+        report = verify_tflite(path, m, pixels[:4])
+        assert report.passed and report.max_abs_error <= 1e-4 * max(1.0, report.output_scale)
+
+
+def test_augmentation_nested_in_a_submodel_and_random_crop_convert(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(2)
+    augment = keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomZoom(0.1),
+            keras.layers.RandomTranslation(0.1, 0.1),
+            keras.layers.RandomContrast(0.2),
+            keras.layers.RandomBrightness(0.2),
+            keras.layers.GaussianNoise(0.1),
+        ],
+        name="augment",
+    )
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.RandomCrop(24, 24)(augment(inputs))  # center crop at inference
+    x = keras.layers.Conv2D(8, 3, activation="relu")(keras.layers.Rescaling(1.0 / 255)(x))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    pixels = np.random.default_rng(3).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    result = export_tflite(model, tmp_path / "nested.tflite", representative_data=pixels)
+    assert result.relative_error <= TOLERANCES[None]
+
+
+def test_export_leaves_the_model_unchanged(tmp_path):
+    model = augmented_cnn("keras3", seed=4)
+    before = [w.copy() for w in model.get_weights()]
+    layers = [layer.name for layer in model.layers]
+    export_tflite(model, tmp_path / "m.tflite", verify=False)
+    assert [layer.name for layer in model.layers] == layers
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
 # -------------------------------------------------------------------- latency

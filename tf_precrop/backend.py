@@ -208,9 +208,17 @@ class _Keras3Line(KerasLine):
     def raw_variable(self, variable):
         return getattr(variable, "value", variable)
 
-    def export_saved_model(self, model, directory):
-        """Writes ``model``'s inference SavedModel to ``directory``, silently."""
-        model.export(directory, format="tf_saved_model", verbose=False)
+    def export_input_signature(self, model):
+        """The input signature ``model.export`` writes (Keras 3's own helper), or None."""
+        try:
+            from keras.src.export.export_utils import get_input_signature
+        except ImportError:  # pragma: no cover - depends on the Keras version
+            return None
+        return get_input_signature(model)
+
+    def write_export_archive(self, archive, directory):
+        """Writes a ``keras.export.ExportArchive`` to ``directory``, silently."""
+        archive.write_out(directory, verbose=False)
 
 
 class _TFKerasLine(KerasLine):
@@ -265,13 +273,16 @@ class _TFKerasLine(KerasLine):
         structure = getattr(model, "_nested_inputs", None)
         return model.input if structure is None else structure
 
-    def export_saved_model(self, model, directory):
+    def export_input_signature(self, model):
+        return None  # tf_keras' export_model names specs after the inputs (the fallback)
+
+    def write_export_archive(self, archive, directory):
         import contextlib
         import io
 
-        # tf_keras' export has no verbose flag; it prints the endpoint summary.
+        # tf_keras' write_out has no verbose flag; it prints the endpoint summary.
         with contextlib.redirect_stdout(io.StringIO()):
-            model.export(directory)
+            archive.write_out(directory)
 
 
 def _tf_nest():

@@ -31,8 +31,24 @@ class ScoreError(PrecropError, ValueError):
     """Saliency scores could not be computed or are unusable (NaN, all zero)."""
 
 
-class ExportError(PrecropError, RuntimeError):
-    """A TFLite/LiteRT export failed or did not verify."""
+class ExportError(PrecropError, ValueError, RuntimeError):
+    """A TFLite/LiteRT export failed or did not verify.
+
+    A ``ValueError``, as this module promises for every error. It stays a
+    ``RuntimeError`` too, for compatibility: it was only a ``RuntimeError``
+    before, and code that catches ``RuntimeError`` around ``export_tflite``,
+    ``verify_tflite`` or ``benchmark_tflite`` keeps working.
+    """
+
+
+class ExportPathError(ExportError, FileNotFoundError):
+    """A path the export helpers need does not exist.
+
+    Raised when the destination folder of ``export_tflite`` is missing (or is
+    not a folder), and when the ``.tflite`` file given to ``verify_tflite`` or
+    ``benchmark_tflite`` does not exist. Both an :class:`ExportError` and a
+    ``FileNotFoundError``, so either ``except`` clause catches it.
+    """
 
 
 class BudgetWarning(UserWarning):

@@ -6,19 +6,24 @@ and ``ai-edge-litert``. The TFMOT helpers (``quantize_aware``,
 ``calibrate_qat_ranges``) are loaded on first use, so importing this package
 never imports ``tensorflow_model_optimization`` (which would switch the
 process to legacy Keras).
+
+Modules, one concept each: ``tflite`` (the ``export_tflite`` pipeline),
+``convert`` (inference-graph SavedModel, TFLiteConverter, atomic write),
+``samples`` (calibration and verification inputs), ``verify`` (LiteRT against
+Keras, tolerances), ``runtime`` (loading files in LiteRT, tensor
+quantization), ``latency`` (``benchmark_tflite``) and ``tfmot``.
 """
 
 import importlib
 
+from tf_precrop.export.convert import QUANTIZE_MODES
 from tf_precrop.export.latency import TFLiteLatency, benchmark_tflite
-from tf_precrop.export.tflite import (
+from tf_precrop.export.tflite import TFLiteExport, export_tflite
+from tf_precrop.export.verify import (
     INT8_DECISIVE_MARGIN,
     INT8_MIN_TOP1,
-    QUANTIZE_MODES,
     TOLERANCES,
-    TFLiteExport,
     TFLiteVerification,
-    export_tflite,
     verify_tflite,
 )
 

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from tf_precrop.export.tflite import _load_interpreter
+from tf_precrop.export.runtime import load_interpreter
 
 _SEED = 1234
 
@@ -72,7 +72,8 @@ def benchmark_tflite(path, num_threads=2, runs=50, warmup=5, use_xnnpack=True):
         A :class:`TFLiteLatency`.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        ExportPathError: ``path`` does not exist (an ``ExportError`` and a
+            ``FileNotFoundError``).
         ExportError: The file is corrupt or cannot run.
         ValueError: Bad ``num_threads``, ``runs`` or ``warmup``, or an input
             has an unknown non-batch dimension.
@@ -90,7 +91,7 @@ def benchmark_tflite(path, num_threads=2, runs=50, warmup=5, use_xnnpack=True):
                 f"{name} must be an integer >= {low}. Received: {name}={value!r}"
             )
     path = os.fspath(path)
-    interpreter = _load_interpreter(path, num_threads=num_threads, use_xnnpack=use_xnnpack)
+    interpreter = load_interpreter(path, num_threads=num_threads, use_xnnpack=use_xnnpack)
     resized = False
     for detail in interpreter.get_input_details():
         signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
