@@ -42,7 +42,8 @@ __all__ = [
 ENV_VAR = "TF_PRECROP_CIFAR10"
 """Environment variable steering ``source="auto"``: a path to a local copy (zip
 or folder), ``"none"`` (ignore local copies: ``keras.datasets``, then the
-bundled sample) or ``"sample"`` (the bundled sample, no download)."""
+bundled sample) or ``"sample"`` (the bundled sample, no download, no warning;
+a ``limit`` above its 500 images gives all 500)."""
 
 _SHARED_ZIP = Path("..", "shared", "data", "cifar10", "train-jpg.zip")
 _REPO_ROOT = Path(__file__).resolve().parent.parent.parent
