@@ -37,5 +37,8 @@ setup(
         ],
     },
     entry_points={"console_scripts": ["tf-precrop=tf_precrop.cli:main"]},
+    # The bundled 500-image CIFAR-10 sample (load_cifar10(source="sample")) and
+    # its provenance; MANIFEST.in lists the same files for the sdist.
+    package_data={"tf_precrop.datasets": ["cifar10_sample.npz", "README.md"]},
     include_package_data=True,
 )

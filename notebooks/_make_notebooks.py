@@ -8,14 +8,16 @@ Usage::
     python notebooks/_make_notebooks.py          # (re)write the .ipynb files
     python notebooks/_make_notebooks.py --check  # exit 1 if any file is stale
 
-Every notebook starts with a title, an "Open in Colab" badge and a setup cell
-that pip-installs ``tf_precrop`` only inside Colab. ``TF_PRECROP_FAST=1`` in the
-environment selects a small FAST mode (tiny data, one epoch, small inputs) that
-``tests/test_notebooks.py`` executes; without it the notebooks run the real,
-Colab-sized experiments.
+Every notebook starts with a title (plus an "Open in Colab" badge once the
+repository is on GitHub, see :data:`INSTALL_SOURCE`) and a setup cell that
+pip-installs ``tf_precrop`` only inside Colab. ``TF_PRECROP_FAST=1`` in the
+environment selects a small FAST mode (at most the 500 CIFAR-10 images that ship
+with the package, one epoch, small inputs) that ``tests/test_notebooks.py``
+executes; without it the notebooks run the real, Colab-sized experiments.
 """
 
 import argparse
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -23,10 +25,52 @@ from pathlib import Path
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-REPO_URL = "https://github.com/tf-precrop/tf_precrop"
-COLAB_URL = "https://colab.research.google.com/github/tf-precrop/tf_precrop/blob/main/notebooks"
+
+INSTALL_SOURCE = None
+"""Where the notebooks' Colab setup cell pip-installs tf_precrop from: the ONE
+install setting (edit it here, then run this script).
+
+A pip requirement string: a PyPI name such as ``"tf_precrop[tfmot]"`` once the
+package is on PyPI, or a git URL such as
+``"tf_precrop[tfmot] @ git+https://github.com/OWNER/REPO"`` (optionally
+``...REPO@BRANCH``) once the repository is public. ``None`` while it is
+published nowhere (today): in Colab the setup cell then uses an already
+installed tf_precrop or stops with a message saying how to install one.
+When it is a ``github.com`` git URL, every notebook also gets an "Open in
+Colab" badge for ``notebooks/<stem>.ipynb`` on that repository and branch
+(default ``main``); otherwise there is no badge, since Colab opens notebooks
+from GitHub.
+"""
+
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
-PIP_SPEC = f"tf_precrop[tfmot] @ git+{REPO_URL}"
+_GITHUB_GIT = re.compile(
+    r"git\+https://github\.com/(?P<repo>[\w.-]+/[\w.-]+?)(?:\.git)?(?:@(?P<ref>[\w./-]+))?$"
+)
+
+
+def colab_url(stem, install_source=INSTALL_SOURCE):
+    """The Colab address of notebook ``stem``, or ``None`` without a GitHub source.
+
+    Args:
+        stem: Notebook file name without ``.ipynb``.
+        install_source: A pip requirement (see :data:`INSTALL_SOURCE`) or ``None``.
+
+    Returns:
+        ``https://colab.research.google.com/github/OWNER/REPO/blob/BRANCH/notebooks/<stem>.ipynb``
+        when ``install_source`` is a ``git+https://github.com/...`` requirement, else ``None``.
+
+    Example:
+
+    >>> colab_url("01_quickstart", "tf_precrop @ git+https://github.com/me/tf_precrop")
+    'https://colab.research.google.com/github/me/tf_precrop/blob/main/notebooks/01_quickstart.ipynb'
+    """
+    if install_source is None:
+        return None
+    match = _GITHUB_GIT.search(install_source.strip())
+    if match is None:
+        return None
+    ref = match.group("ref") or "main"
+    return f"https://colab.research.google.com/github/{match.group('repo')}/blob/{ref}/notebooks/{stem}.ipynb"
 
 
 def md(text):
@@ -38,22 +82,47 @@ def code(text):
 
 
 def header(stem, title, intro):
-    """Title + Colab badge markdown, then the Colab-only install / FAST-mode cell."""
-    badge = f"[![Open In Colab]({BADGE})]({COLAB_URL}/{stem}.ipynb)"
+    """Title (+ Colab badge) markdown, then the Colab-only install / FAST-mode cell."""
+    url = colab_url(stem)
+    if url is not None:
+        where = f"[![Open In Colab]({BADGE})]({url})"
+    else:
+        where = (
+            '*Running it:* locally, `pip install -e ".[tfmot]"` in a checkout of the '
+            'repository and open this file in Jupyter. There is no "Open in Colab" badge '
+            "yet: Colab opens notebooks from GitHub, and the repository is not published. "
+            "Once it is, set `INSTALL_SOURCE` in `notebooks/_make_notebooks.py` to "
+            '`"tf_precrop[tfmot] @ git+https://github.com/OWNER/REPO"` and rerun that '
+            "script: the badge then opens this notebook from "
+            f"`github.com/OWNER/REPO/blob/main/notebooks/{stem}.ipynb`."
+        )
     return [
-        md(f"# {title}\n\n{badge}\n\n" + textwrap.dedent(intro).strip("\n")),
+        md(f"# {title}\n\n{where}\n\n" + textwrap.dedent(intro).strip("\n")),
         code(
-            f'''
+            f"""
             # Setup: installs tf_precrop only when running in Google Colab.
             import os
             import subprocess
             import sys
 
+            # Where pip gets tf_precrop in Colab (set in notebooks/_make_notebooks.py;
+            # None: not published yet).
+            INSTALL_SOURCE = {INSTALL_SOURCE!r}
             if "google.colab" in sys.modules:
-                subprocess.run(
-                    [sys.executable, "-m", "pip", "install", "-q", "{PIP_SPEC}"],
-                    check=True,
-                )
+                if INSTALL_SOURCE:
+                    subprocess.run(
+                        [sys.executable, "-m", "pip", "install", "-q", INSTALL_SOURCE],
+                        check=True,
+                    )
+                else:
+                    try:
+                        import tf_precrop  # noqa: F401  (e.g. installed from an uploaded checkout)
+                    except ImportError:
+                        raise RuntimeError(
+                            "tf_precrop is not published yet, so this cell cannot pip-install "
+                            "it. Upload a checkout and run `pip install -e '.[tfmot]'` in it, "
+                            "or set INSTALL_SOURCE to a pip requirement for it."
+                        ) from None
 
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -61,11 +130,12 @@ def header(stem, title, intro):
 
             tf.get_logger().setLevel("ERROR")  # no "Assets written to ..." lines from exports
 
-            # FAST mode (TF_PRECROP_FAST=1): tiny data, one epoch, small inputs; used by the
-            # test suite. Leave it unset for the real runs.
+            # FAST mode (TF_PRECROP_FAST=1): tiny data (at most the 500 CIFAR-10 images bundled
+            # with tf_precrop), one epoch, small inputs; used by the test suite. Leave it unset
+            # for the real runs.
             FAST = os.environ.get("TF_PRECROP_FAST") == "1"
             print("FAST mode:", FAST)
-            '''
+            """
         ),
     ]
 
@@ -226,7 +296,8 @@ def cifar_comparison():
         budget, structured PreCrop matches unstructured pruning-at-init accuracy.
 
         The real run (Colab GPU) trains 30 epochs per model on the full training split; FAST
-        mode uses 1,000 images and a single epoch, so its accuracies are near chance.
+        mode uses 500 images (400 to train, 100 to validate; the sample that ships with the
+        package, so it also runs offline) and a single epoch, so its accuracies are near chance.
         """,
     )
     cells += [
@@ -242,12 +313,13 @@ def cifar_comparison():
             from tf_precrop.models import resnet20
             from tf_precrop.training import TrainConfig, evaluate, train
 
-            LIMIT = 1000 if FAST else None
-            VAL_SIZE = 200 if FAST else 5000
+            LIMIT = 500 if FAST else None  # FAST: the size of the bundled sample
+            VAL_SIZE = 100 if FAST else 5000
             EPOCHS = 1 if FAST else 30
             TARGET = 0.1  # 10x parameter compression
 
-            # A local copy if one is found (offline), else keras.datasets (downloads in Colab).
+            # A local copy if one is found (offline), else keras.datasets (downloads in Colab),
+            # else (offline, no copy) the 500-image sample bundled with tf_precrop, with a warning.
             (x, y), test = load_cifar10("auto", limit=LIMIT, verbose=0)
             (x_train, y_train), (x_val, y_val) = train_val_split(x, y, val_size=VAL_SIZE, seed=0)
             print("train", x_train.shape, "val", x_val.shape, "class counts", np.bincount(y_val))
@@ -383,7 +455,8 @@ def deploy():
         | int8 | int8 | int8 (calibrated on representative data) | relative error ≤ 0.1, top-1 agreement ≥ 0.95 on decisive samples |
 
         Every file is verified in the LiteRT interpreter before it is written. FAST mode trains
-        on 500 images for one epoch and calibrates int8 on random images.
+        on 400 images for one epoch (of the 500 that ship with the package, so it also runs
+        offline; 100 validate) and calibrates int8 on random images.
         """,
     )
     cells += [
@@ -398,7 +471,8 @@ def deploy():
             from tf_precrop.models import resnet20
             from tf_precrop.training import TrainConfig, train
 
-            (x, y), _ = load_cifar10("auto", limit=600 if FAST else None, verbose=0)
+            # FAST: 500 images, the size of the sample bundled with tf_precrop (used offline).
+            (x, y), _ = load_cifar10("auto", limit=500 if FAST else None, verbose=0)
             (x_train, y_train), (x_val, y_val) = train_val_split(x, y, val_size=100 if FAST else 5000)
 
             model = resnet20(normalize=True)
@@ -540,7 +614,8 @@ def qat():
             from tf_precrop.models import resnet20
             from tf_precrop.training import TrainConfig, evaluate, train
 
-            (x, y), _ = load_cifar10("auto", limit=600 if FAST else None, verbose=0)
+            # FAST: 500 images, the size of the sample bundled with tf_precrop (used offline).
+            (x, y), _ = load_cifar10("auto", limit=500 if FAST else None, verbose=0)
             (x_train, y_train), (x_val, y_val) = train_val_split(x, y, val_size=100 if FAST else 5000)
 
 

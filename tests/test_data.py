@@ -1,7 +1,16 @@
-"""Tests of tf_precrop.data: CIFAR-10 loading, caching, splitting, pipelines."""
+"""Tests of tf_precrop.data: CIFAR-10 loading, caching, splitting, pipelines.
 
-import time
+The local-copy reader and its cache are tested on the full local copy at
+``../shared/data/cifar10/train-jpg.zip`` when it is there, else (a fresh
+offline clone) on a small zip laid out the same way, made by re-encoding the
+500-image sample bundled with the package. Only the tests that need the full
+copy itself skip without it, each saying why.
+"""
+
+import hashlib
+import warnings
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +28,34 @@ from tf_precrop.data import (
 ZIP = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10" / "train-jpg.zip"
 ).resolve()
-LIMIT = 2000
+LIMIT = 2000 if ZIP.is_file() else 200
 
-needs_zip = pytest.mark.skipif(not ZIP.is_file(), reason=f"local CIFAR-10 copy not found at {ZIP}")
+
+def needs_zip(why):
+    return pytest.mark.skipif(
+        not ZIP.is_file(), reason=f"{why}; needs the full local copy, not found at {ZIP}"
+    )
+
+
+def _no_keras(limit):
+    raise OSError("no internet (test)")
+
+
+def _fail_decoding(*args, **kwargs):
+    raise AssertionError("decoded JPEGs although the cache holds the images")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """As on a fresh clone without internet: no local copy, keras cannot download."""
+    monkeypatch.setattr(data, "_find_local_copy", lambda: None)
+    monkeypatch.setattr(data, "_load_from_keras", _no_keras)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Makes any JPEG decoding fail, so a load that succeeds came from the cache."""
+    monkeypatch.setattr(data._local, "decode", _fail_decoding)
 
 
 @pytest.fixture(scope="module")
@@ -30,48 +64,61 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_load(cache_dir):
-    """The limited load that fills the cache, with its wall time."""
-    if not ZIP.is_file():
-        pytest.skip(f"local CIFAR-10 copy not found at {ZIP}")
-    start = time.perf_counter()
-    (x, y), test = load_cifar10(ZIP, cache_dir=cache_dir, limit=LIMIT, verbose=0)
-    return x, y, test, time.perf_counter() - start
+def sample_zip(tmp_path_factory):
+    """A 500-image local copy made of the bundled sample, re-encoded as JPEGs."""
+    (x, y), _ = load_cifar10("sample", verbose=0)
+    path = tmp_path_factory.mktemp("small_copy") / "train-jpg.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for i, (image, label) in enumerate(zip(x, y, strict=True)):
+            jpeg = tf.io.encode_jpeg(image, quality=95).numpy()
+            z.writestr(f"train/{CIFAR10_CLASSES[label]}/{i // 10:04d}.jpg", jpeg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def source_zip(request):
+    """The full local copy if it is there, else the copy made of the sample."""
+    return ZIP if ZIP.is_file() else request.getfixturevalue("sample_zip")
+
+
+@pytest.fixture(scope="module")
+def first_load(source_zip, cache_dir):
+    """The limited load that fills the cache."""
+    (x, y), test = load_cifar10(source_zip, cache_dir=cache_dir, limit=LIMIT, verbose=0)
+    return x, y, test
 
 
 @pytest.fixture(scope="module")
 def small(first_load):
-    x, y, _, _ = first_load
+    x, y, _ = first_load
     return x, y
 
 
 # ----------------------------------------------------------------------- load
-@needs_zip
 def test_limited_load_returns_uint8_images_and_int64_labels_without_test_split(first_load):
-    x, y, test, _ = first_load
+    x, y, test = first_load
     assert x.shape == (LIMIT, 32, 32, 3) and x.dtype == np.uint8
     assert y.shape == (LIMIT,) and y.dtype == np.int64
     assert test is None
     assert x.std() > 10  # real pictures, not blank
 
 
-@needs_zip
 def test_limited_load_is_a_class_balanced_subset(small):
     _, y = small
     np.testing.assert_array_equal(np.bincount(y, minlength=10), [LIMIT // 10] * 10)
 
 
-@needs_zip
-def test_labels_and_pixels_match_the_folders_inside_the_zip(small):
+def test_labels_and_pixels_match_the_folders_inside_the_zip(small, source_zip):
     x, y = small
+    last = LIMIT // 10 - 1
     # Interleaved order: index = number * 10 + class index.
-    with zipfile.ZipFile(ZIP) as z:
+    with zipfile.ZipFile(source_zip) as z:
         for name in (
             "train/airplane/0000.jpg",
             "train/cat/0017.jpg",
-            "train/ship/0042.jpg",
-            "train/truck/0199.jpg",
-            "train/frog/0123.jpg",
+            f"train/ship/{last // 3:04d}.jpg",
+            f"train/truck/{last:04d}.jpg",
+            f"train/frog/{last // 2:04d}.jpg",
         ):
             class_name, number = name.split("/")[1], int(name.split("/")[2][:4])
             label = CIFAR10_CLASSES.index(class_name)
@@ -81,32 +128,28 @@ def test_labels_and_pixels_match_the_folders_inside_the_zip(small):
             np.testing.assert_array_equal(x[index], expected)
 
 
-@needs_zip
-def test_second_load_reads_the_cache_faster_and_identically(first_load, cache_dir):
-    x, y, _, first_seconds = first_load
+def test_second_load_reads_the_cache_without_decoding(
+    first_load, source_zip, cache_dir, no_decoding
+):
+    x, y, _ = first_load
     cached = sorted(Path(cache_dir).glob(f"*limit{LIMIT}.npz"))
     assert len(cached) == 1
-    start = time.perf_counter()
-    (x2, y2), _ = load_cifar10(ZIP, cache_dir=cache_dir, limit=LIMIT, verbose=0)
-    second_seconds = time.perf_counter() - start
+    (x2, y2), _ = load_cifar10(source_zip, cache_dir=cache_dir, limit=LIMIT, verbose=0)
     np.testing.assert_array_equal(x2, x)
     np.testing.assert_array_equal(y2, y)
-    assert second_seconds < first_seconds
     with np.load(cached[0]) as f:
         np.testing.assert_array_equal(f["x"], x)
 
 
-@needs_zip
-def test_auto_source_uses_the_environment_variable(monkeypatch, small, cache_dir):
-    monkeypatch.setenv(data.ENV_VAR, str(ZIP))
+def test_auto_source_uses_the_environment_variable(monkeypatch, small, source_zip, cache_dir):
+    monkeypatch.setenv(data.ENV_VAR, str(source_zip))
     (x, y), test = load_cifar10("auto", cache_dir=cache_dir, limit=LIMIT, verbose=0)
     np.testing.assert_array_equal(x, small[0])
     assert test is None
 
 
-@needs_zip
-def test_a_folder_of_jpegs_loads_like_the_zip(tmp_path, small):
-    with zipfile.ZipFile(ZIP) as z:
+def test_a_folder_of_jpegs_loads_like_the_zip(tmp_path, small, source_zip):
+    with zipfile.ZipFile(source_zip) as z:
         for class_name in CIFAR10_CLASSES:
             for number in range(3):
                 name = f"train/{class_name}/{number:04d}.jpg"
@@ -131,6 +174,7 @@ def test_auto_source_rejects_an_environment_variable_naming_nothing(monkeypatch,
         ({"source": "/no/such/cifar.zip"}, ValueError),
         ({"limit": 0}, ValueError),
         ({"limit": 2.5}, ValueError),
+        ({"source": "sample", "limit": data.SAMPLE_SIZE + 1}, ValueError),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, error):
@@ -138,27 +182,142 @@ def test_bad_arguments_raise_clear_errors(kwargs, error):
         load_cifar10(**{"verbose": 0, **kwargs})
 
 
-@needs_zip
+@needs_zip("loads all 50,000 images")
 @pytest.mark.slow
-def test_full_load_gives_50000_balanced_images_and_caches_them(tmp_path, small):
-    start = time.perf_counter()
+def test_full_load_gives_50000_balanced_images_and_caches_them(tmp_path, small, monkeypatch):
     (x, y), test = load_cifar10(ZIP, cache_dir=tmp_path, verbose=0)
-    first_seconds = time.perf_counter() - start
     assert x.shape == (50000, 32, 32, 3) and x.dtype == np.uint8
     assert test is None
     np.testing.assert_array_equal(np.bincount(y), [5000] * 10)
     # Every prefix is class-balanced, so a limited load is a prefix.
     np.testing.assert_array_equal(x[:LIMIT], small[0])
 
-    start = time.perf_counter()
+    # From now on decoding fails: the loads below must come from the full cache.
+    monkeypatch.setattr(data._local, "decode", _fail_decoding)
     (x2, y2), _ = load_cifar10(ZIP, cache_dir=tmp_path, verbose=0)
-    second_seconds = time.perf_counter() - start
     np.testing.assert_array_equal(x2, x)
     np.testing.assert_array_equal(y2, y)
-    assert second_seconds < first_seconds
     # A limited load is cut from the full cache.
     (x3, _), _ = load_cifar10(ZIP, cache_dir=tmp_path, limit=100, verbose=0)
     np.testing.assert_array_equal(x3, x[:100])
+
+
+def test_a_limited_load_is_cut_from_the_full_cache(sample_zip, tmp_path, monkeypatch):
+    (x, y), _ = load_cifar10(sample_zip, cache_dir=tmp_path, verbose=0)
+    assert len(x) == 500 and len(list(tmp_path.glob("*.npz"))) == 1
+    monkeypatch.setattr(data._local, "decode", _fail_decoding)
+    (x2, y2), _ = load_cifar10(sample_zip, cache_dir=tmp_path, limit=30, verbose=0)
+    np.testing.assert_array_equal(x2, x[:30])
+    np.testing.assert_array_equal(y2, y[:30])
+    (x3, _), _ = load_cifar10(sample_zip, cache_dir=tmp_path, verbose=0)
+    np.testing.assert_array_equal(x3, x)
+
+
+# --------------------------------------------------------------------- sample
+def test_sample_gives_500_real_balanced_uint8_images_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (x, y), test = load_cifar10("sample", verbose=0)
+    assert data.SAMPLE_SIZE == 500
+    assert x.shape == (500, 32, 32, 3) and x.dtype == np.uint8
+    assert y.shape == (500,) and y.dtype == np.int64
+    assert test is None
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), [50] * 10)
+    np.testing.assert_array_equal(y, np.arange(500) % 10)  # class-interleaved
+    assert x.std() > 10  # real pictures, not blank
+    assert len({x[i].tobytes() for i in range(500)}) == 500  # no duplicates
+
+
+def test_sample_limit_is_a_class_balanced_prefix():
+    (x, y), _ = load_cifar10("sample", verbose=0)
+    (x2, y2), _ = load_cifar10("sample", limit=105, verbose=0)
+    np.testing.assert_array_equal(x2, x[:105])
+    np.testing.assert_array_equal(np.bincount(y2), [11] * 5 + [10] * 5)
+
+
+def test_sample_rejects_a_limit_above_its_size():
+    with pytest.raises(ValueError, match=r"only 500 images.*Received: limit=501"):
+        load_cifar10("sample", limit=501, verbose=0)
+
+
+def test_sample_is_package_data_with_its_provenance():
+    resource = data._sample.sample_resource()
+    assert resource.is_file()
+    readme = resources.files("tf_precrop.datasets").joinpath("README.md")
+    text = readme.read_text(encoding="utf-8")
+    digest = hashlib.sha256(resource.read_bytes()).hexdigest()
+    assert f"sha256 of `cifar10_sample.npz`: `{digest}`" in text
+    with resource.open("rb") as f, np.load(f) as stored:
+        assert str(stored["names"][0]) == "train/airplane/0000.jpg"
+        assert str(stored["names"][-1]) == "train/truck/0049.jpg"
+
+
+@needs_zip("compares the sample with the first 500 images of the full copy")
+def test_sample_equals_the_first_images_of_the_local_copy(small):
+    (x, y), _ = load_cifar10("sample", verbose=0)
+    np.testing.assert_array_equal(x, small[0][:500])
+    np.testing.assert_array_equal(y, small[1][:500])
+
+
+@needs_zip("regenerates the sample from the full copy")
+def test_sample_file_is_what_the_script_regenerates_from_the_zip(capsys):
+    from tf_precrop.datasets import make_cifar10_sample
+
+    assert make_cifar10_sample.main(["--zip", str(ZIP), "--check"]) == 0, capsys.readouterr().out
+
+
+def test_unreadable_sample_raises_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(data._sample, "sample_resource", lambda: tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="reinstall tf_precrop.*Received: path="):
+        load_cifar10("sample", verbose=0)
+
+
+# -------------------------------------------------------------- auto fallback
+@pytest.mark.parametrize(("limit", "expected"), [(None, 500), (200, 200), (2000, 500)])
+def test_auto_falls_back_to_the_sample_with_a_warning(offline, limit, expected):
+    with pytest.warns(UserWarning, match=f"only {expected} images") as record:
+        (x, y), test = load_cifar10("auto", limit=limit, verbose=0)
+    message = str(record[0].message)
+    assert "TF_PRECROP_CIFAR10" in message and "no internet (test)" in message
+    assert ("instead of limit=2000" in message) == (limit == 2000)
+    assert record[0].filename == __file__  # attributed to the caller
+    assert test is None and len(x) == expected
+    np.testing.assert_array_equal(x, load_cifar10("sample", limit=expected, verbose=0)[0][0])
+
+
+def test_auto_prefers_keras_when_it_works(monkeypatch):
+    fake = ((np.zeros((10, 32, 32, 3), np.uint8), np.arange(10)), None)
+    monkeypatch.setattr(data, "_find_local_copy", lambda: None)
+    monkeypatch.setattr(data, "_load_from_keras", lambda limit: fake)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_cifar10("auto", verbose=0) is fake
+
+
+def test_environment_variable_none_hides_the_local_copies(monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, "none")
+    monkeypatch.setattr(data, "_load_from_keras", _no_keras)
+    assert data._find_local_copy() is None
+    with pytest.warns(UserWarning, match="only 100 images"):
+        (x, _), _ = load_cifar10("auto", limit=100, verbose=0)
+    assert len(x) == 100
+
+
+def test_environment_variable_sample_uses_the_sample_without_download_or_warning(monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, "sample")
+    monkeypatch.setattr(data, "_load_from_keras", _no_keras)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (x, y), test = load_cifar10("auto", limit=2000, verbose=0)
+    assert len(x) == 500 and test is None
+
+
+def test_auto_without_any_source_raises_a_clear_error(offline, monkeypatch, tmp_path):
+    monkeypatch.setattr(data._sample, "sample_resource", lambda: tmp_path / "missing.npz")
+    with pytest.raises(
+        ValueError, match=r"no local copy was found.*no internet.*Received: source='auto'"
+    ):
+        load_cifar10("auto", verbose=0)
 
 
 # ---------------------------------------------------------------------- split
@@ -258,9 +417,8 @@ def test_training_pipeline_drops_the_last_partial_batch():
     assert sizes == [32, 32]
 
 
-@needs_zip
-def test_normalize_gives_about_zero_mean_and_unit_std(small):
-    x, y = small
+def test_normalize_gives_about_zero_mean_and_unit_std():
+    (x, y), _ = load_cifar10("sample", verbose=0)
     images = np.concatenate(
         [
             b.numpy()
