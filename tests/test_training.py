@@ -241,6 +241,14 @@ def test_softmax_output_uses_probabilities_and_label_smoothing_uses_one_hot_labe
     assert logits.get_config()["from_logits"] is True
 
 
+def test_a_softmax_inside_a_nested_model_is_trained_as_probabilities():
+    x, y = _data(128)
+    inputs = keras.Input((32, 32, 3))
+    nested = keras.Model(inputs, _tiny(activation="softmax")(inputs))
+    result = train(nested, (x, y), config=FAST.replace(epochs=1), verbose=0)
+    assert result.model.loss.get_config()["from_logits"] is False
+
+
 def test_ready_datasets_and_steps_per_epoch_are_accepted():
     x, y = _data(256)
     ds = cifar10_dataset(x, y, batch_size=64, seed=0)
