@@ -33,6 +33,9 @@ class KerasLine:
 
     #: Whether TFMOT accepts this line's models (only tf_keras).
     supports_tfmot = False
+    #: Whether a variable's ``regularizer`` attribute is added to the loss
+    #: (Keras 3); tf_keras attaches penalties with ``model.add_loss`` instead.
+    variables_take_regularizer = False
 
     def __new__(cls, name=KERAS3):
         if cls is KerasLine:
@@ -167,6 +170,8 @@ class KerasLine:
 
 class _Keras3Line(KerasLine):
     """Keras 3 (``import keras``), TensorFlow backend."""
+
+    variables_take_regularizer = True
 
     @functools.cached_property
     def keras(self):

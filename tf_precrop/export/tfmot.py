@@ -217,9 +217,9 @@ def _default_loss(model, y, line):
 
     y = np.asarray(y)
     out_dim = int(model.outputs[0].shape[-1] or 1)
-    last = model.layers[-1]
-    activation = getattr(getattr(last, "activation", None), "__name__", "")
-    from_logits = activation != "softmax"
+    from tf_precrop._outputs import outputs_probabilities
+
+    from_logits = not outputs_probabilities(model)
     losses = line.keras.losses
     if out_dim > 1 and np.issubdtype(y.dtype, np.integer) and (
         y.ndim == 1 or (y.ndim == 2 and y.shape[-1] == 1)

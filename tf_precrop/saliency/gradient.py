@@ -31,6 +31,7 @@ Score conventions (higher always means *keep*):
 
 import numpy as np
 
+from tf_precrop._outputs import outputs_probabilities
 from tf_precrop.backend import line_of
 from tf_precrop.errors import ScoreError
 from tf_precrop.saliency.base import Scores, model_and_view, prunable_kernels, raw_variable
@@ -383,15 +384,14 @@ def _compiled_loss(model):
 
 
 def _outputs_probabilities(model, line, prediction):
-    """True if the output layer ends in softmax (or outputs look like it)."""
+    """True if the output ends in softmax (the shared check), or, when the output
+    layer says nothing (no ``activation``: a subclassed model, a custom layer), if
+    the outputs look like probabilities."""
+    if outputs_probabilities(model):
+        return True
     layer = _output_layer(model, line)
-    if layer is not None:
-        if type(layer).__name__ == "Softmax":
-            return True
-        activation = getattr(layer, "activation", None)
-        if activation is not None:
-            name = getattr(activation, "__name__", "") or ""
-            return name == "softmax"
+    if layer is not None and getattr(layer, "activation", None) is not None:
+        return False
     p = np.asarray(prediction, dtype=np.float64)
     if p.ndim < 1 or p.shape[-1] < 2:
         return False

@@ -40,10 +40,10 @@ Importing this package registers :class:`LRSchedule` with Keras.
 """
 
 from tf_precrop.training.config import RECIPES, SCHEDULES, TrainConfig, recipe
-from tf_precrop.training.schedules import LRSchedule, make_lr_schedule  # registers LRSchedule
+from tf_precrop.training.evaluate import evaluate  # binds the function over the submodule
 from tf_precrop.training.loop import TrainResult, train
 from tf_precrop.training.penalty import _kernel_l2  # noqa: F401 - used by tests
-from tf_precrop.training.evaluate import evaluate  # binds the function over the submodule
+from tf_precrop.training.schedules import LRSchedule, make_lr_schedule  # registers LRSchedule
 
 __all__ = [
     "RECIPES",

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from tf_precrop._outputs import outputs_probabilities
-from tf_precrop.backend import KERAS3, line_of
+from tf_precrop.backend import line_of
 from tf_precrop.training.callbacks import _make_callbacks, _write_json
 from tf_precrop.training.config import TrainConfig
 from tf_precrop.training.datasets import _eval_dataset, _one_hot, _train_dataset
@@ -336,7 +336,7 @@ def _check_model(model, line, config, strategy):
             )
     if strategy is not None:
         variable = model.trainable_weights[0]
-        variable = getattr(variable, "value", variable) if line.name == KERAS3 else variable
+        variable = line.raw_variable(variable)
         if not strategy.extended.variable_created_in_scope(variable):
             raise ValueError(
                 "The model's variables were not created under `strategy.scope()`. "

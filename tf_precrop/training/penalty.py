@@ -10,8 +10,6 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from tf_precrop.backend import KERAS3
-
 
 def _is_kernel(variable):
     name = getattr(variable, "path", None) or variable.name
@@ -40,7 +38,7 @@ def _kernel_l2(model, line, weight_decay):
         yield kernels
         return
     coeff = 0.5 * float(weight_decay)
-    if line.name == KERAS3:
+    if line.variables_take_regularizer:
         saved = [(v, v.regularizer) for v in kernels]
         for v, previous in saved:
             v.regularizer = _L2Penalty(coeff, previous)
