@@ -45,6 +45,7 @@ def outputs_probabilities(model):
 
     Example:
 
+    >>> import keras
     >>> inputs = keras.Input((8,))
     >>> inner = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
     >>> outer = keras.Model(inputs, inner(inputs))

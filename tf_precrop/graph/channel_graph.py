@@ -332,12 +332,12 @@ def channel_groups(model):
     Example:
 
     >>> import keras, tf_precrop
-    >>> x = keras.Input((32, 32, 3))
-    >>> y = keras.layers.Conv2D(16, 3)(x)
+    >>> x = keras.Input((32, 32, 3), name="image")
+    >>> y = keras.layers.Conv2D(16, 3, name="conv")(x)
     >>> y = keras.layers.GlobalAveragePooling2D()(y)
-    >>> model = keras.Model(x, keras.layers.Dense(10)(y))
+    >>> model = keras.Model(x, keras.layers.Dense(10, name="head")(y))
     >>> [(g.key, g.width, g.fixed) for g in tf_precrop.channel_groups(model)]
-    [('input_layer', 3, True), ('conv2d', 16, False), ('dense', 10, True)]
+    [('image', 3, True), ('conv', 16, False), ('head', 10, True)]
     """
     line = line_of(model)
     if not line.is_model(model):

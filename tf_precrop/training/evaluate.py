@@ -23,7 +23,13 @@ def evaluate(model, x, y=None, batch_size=256, normalize=False):
 
     Example:
 
-    >>> acc = evaluate(result.model, x_val, y_val)
+    >>> import numpy as np
+    >>> from tf_precrop import models
+    >>> from tf_precrop.data import load_cifar10
+    >>> (x, y), _ = load_cifar10("sample", limit=200, verbose=0)
+    >>> acc = evaluate(models.resnet20(normalize=True), x, y)
+    >>> 0.0 <= acc <= 1.0
+    True
     """
     if isinstance(x, tf.data.Dataset):
         if y is not None:

@@ -143,9 +143,10 @@ def make_lr_schedule(config, steps_per_epoch, line=KERAS3):
 
     Example:
 
+    >>> from tf_precrop.training import TrainConfig
     >>> config = TrainConfig(epochs=160)
     >>> s = make_lr_schedule(config, steps_per_epoch=351)
-    >>> float(s(0)), round(float(s(80 * 351)), 6), round(float(s(120 * 351)), 6)
+    >>> round(float(s(0)), 6), round(float(s(80 * 351)), 6), round(float(s(120 * 351)), 6)
     (0.1, 0.01, 0.001)
     """
     line = get_line(line) if isinstance(line, str) else line
