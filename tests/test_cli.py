@@ -1,14 +1,19 @@
 """``tf-precrop`` end to end, in a subprocess: crop, profile, bench, help and bad inputs.
 
 Every bad input must exit with status 2 and print exactly one line on stderr,
-``tf-precrop: error: ...``, and no traceback. TensorFlow's own C++ start-up
-log lines (``I0000 ... cudart_stub.cc ...``, ``WARNING: All log messages before
-absl::InitializeLog() ...``) go to stderr before tf_precrop runs, whatever
-``TF_CPP_MIN_LOG_LEVEL`` says, so they are filtered out before counting lines.
+``tf-precrop: error: ...``, and no traceback. The CLI hides TensorFlow's own
+C++ log lines (``I0000 ... cudart_stub.cc ...``, ``WARNING: All log messages
+before absl::InitializeLog() ...``) unless ``--verbose`` is given; the quiet
+tests check the raw output for them, the others still filter them out
+(``err_lines``) so that a regression there fails only the quiet tests.
+
+The subprocesses run this checkout's tf_precrop (``PYTHONPATH``), not whichever
+copy is installed, and without ``TF_CPP_MIN_LOG_LEVEL``, as a user's shell.
 """
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -29,13 +34,28 @@ _NOISE = re.compile(
     r"|INFO: Created TensorFlow Lite)"
 )
 
+#: Any sign of TensorFlow's or LiteRT's native logging in the CLI's raw output.
+_TF_LOG = re.compile(
+    r"^[IWEF]\d{4} |absl::InitializeLog|oneDNN|cuda|cuInit|MLIR|SavedModel|XNNPACK|"
+    r"TensorFlow Lite|cpu_feature_guard|rebuild TensorFlow|fully_quantize",
+    re.IGNORECASE | re.MULTILINE,
+)
 
-def cli(*args, cwd, timeout=600):
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _env():
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+def cli(*args, cwd, timeout=600, python=()):
     """Runs ``python -m tf_precrop.cli *args`` in ``cwd``; returns the CompletedProcess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
     result = subprocess.run(
-        [sys.executable, "-m", "tf_precrop.cli", *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, *python, "-m", "tf_precrop.cli", *map(str, args)],
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
     )
     result.err_lines = [
         line for line in result.stderr.splitlines() if line.strip() and not _NOISE.match(line)
@@ -113,9 +133,10 @@ def test_profile_resnet20(tmp_path):
 
 # ---------------------------------------------------------------------- help
 HELP = {
-    None: ["crop", "profile", "bench", "train", "--quiet", "--debug"],
+    None: ["crop", "profile", "bench", "train", "--quiet", "--debug", "--verbose"],
     "crop": ["--target", "--budget", "--method", "--rounds", "--tflite", "--quantize", "--out",
-             "--input-shape", "--unsafe-load", "--preconfig", "--bench"],
+             "--input-shape", "--unsafe-load", "--preconfig", "--bench", "--calibration-data",
+             "--calibration-samples", "--verify-samples"],
     "profile": ["--input-shape", "--classes", "--line", "--json", "--unsafe-load"],
     "bench": ["--threads", "--runs", "--warmup", "--no-xnnpack"],
     "train": ["--target", "--epochs", "--batch-size", "--limit", "--data", "--out"],
@@ -134,8 +155,22 @@ def test_help_exits_0_and_lists_the_options(command, tmp_path):
 
 @pytest.mark.skipif(shutil.which("tf-precrop") is None, reason="console script not installed")
 def test_console_script_help(tmp_path):
-    result = subprocess.run(["tf-precrop", "crop", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        ["tf-precrop", "crop", "--help"], capture_output=True, text=True, cwd=tmp_path, env=_env()
+    )
     assert result.returncode == 0 and "--target" in result.stdout
+    assert not _TF_LOG.search(result.stderr + result.stdout), result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["crop", "--help"]], ids=["top", "crop"])
+def test_help_does_not_import_tensorflow_or_log(args, tmp_path):
+    result = cli(*args, cwd=tmp_path, python=("-X", "importtime"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "tf_precrop.cli" in imported
+    assert not {"tensorflow", "keras", "tf_keras"} & imported
+    logs = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert not logs and not _TF_LOG.search(result.stdout), logs
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -274,3 +309,92 @@ def test_safe_mode_refusal_names_the_unsafe_load_flag(tmp_path):
     path = _lambda_keras_file(tmp_path / "lam.keras")
     refused = cli("--quiet", "profile", path.name, cwd=tmp_path)
     assert_one_line_error(refused, "--unsafe-load")
+
+
+# ------------------------------------------------- int8 calibration data, quiet
+def _tiny_keras_file(path):
+    """A 16x16 RGB classifier that rescales [0, 255] inside, saved as .keras."""
+    import keras
+
+    x = keras.Input((16, 16, 3), name="image")
+    y = keras.layers.Rescaling(1 / 255.0, name="rescale")(x)
+    y = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(y)
+    y = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c2")(y)
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    keras.Model(x, keras.layers.Dense(4, name="out")(y), name="tiny").save(path)
+    return path
+
+
+def _image_folder(folder, count):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        sub = folder / f"class{i % 2}"
+        sub.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+        tf.io.write_file(str(sub / f"{i}.png"), tf.io.encode_png(pixels))
+    return folder
+
+
+@pytest.mark.slow
+def test_crop_int8_on_an_image_folder_is_quiet_and_verifies_on_held_back_samples(tmp_path):
+    _tiny_keras_file(tmp_path / "tiny.keras")
+    _image_folder(tmp_path / "imgs", 40)
+    result = cli(
+        "crop", "tiny.keras", "--target", "0.5", "--quantize", "int8", "--calibration-data",
+        "imgs", "--out", "o", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not _TF_LOG.search(result.stderr), result.stderr
+    assert not _TF_LOG.search(result.stdout), result.stdout
+    assert "calibrating on 30 samples of imgs, verifying on 10 held-back ones" in result.stderr
+    assert "verified on 10 held-back samples of imgs" in result.stdout
+    assert (tmp_path / "o" / "tiny_precrop.tflite").is_file()
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.endswith(".tmp")]
+    report = json.loads((tmp_path / "o" / "tiny_precrop_report.json").read_text())
+    assert report["tflite"]["quantize"] == "int8" and report["tflite"]["num_samples"] == 10
+
+
+def test_int8_without_calibration_data_stops_before_any_work(tmp_path):
+    result = cli("crop", "resnet20", "--target", "0.5", "--quantize", "int8", "--out", "o", cwd=tmp_path)
+    line = assert_one_line_error(result, "--calibration-data PATH", "Received: calibration_data=None")
+    assert "crop --help" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_calibration_data_without_tflite_is_a_usage_error(tmp_path):
+    result = cli("crop", "resnet20", "--target", "0.5", "--calibration-data", "x.npy", cwd=tmp_path)
+    assert_one_line_error(result, "--tflite or --quantize", "calibration_data='x.npy'")
+
+
+def test_missing_calibration_data_fails_before_loading_the_model(tmp_path):
+    result = cli(
+        "--quiet", "crop", "resnet20", "--target", "0.5", "--quantize", "int8",
+        "--calibration-data", "nope.npy", "--out", "o", cwd=tmp_path,
+    )
+    assert_one_line_error(result, "calibration data not found: nope.npy", "calibration_data='nope.npy'")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kind, needles",
+    [
+        ("wrong-shape", ["wrong.npy", "expected (N, 16, 16, 3)", "Received: shape=(5, 8, 8, 3)"]),
+        ("empty-folder", ["empty has no image file", "Received: images=0"]),
+        ("unreadable", ["junk.npy", "not a .npy file", "Received: path='junk.npy'"]),
+    ],
+)
+def test_bad_calibration_data_is_one_line(kind, needles, tmp_path):
+    _tiny_keras_file(tmp_path / "tiny.keras")
+    np.save(tmp_path / "wrong.npy", np.zeros((5, 8, 8, 3), np.float32))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    data = {"wrong-shape": "wrong.npy", "empty-folder": "empty", "unreadable": "junk.npy"}[kind]
+    result = cli(
+        "--quiet", "crop", "tiny.keras", "--target", "0.5", "--quantize", "int8",
+        "--calibration-data", data, "--out", "o", cwd=tmp_path,
+    )
+    assert_one_line_error(result, *needles)
+    assert not _TF_LOG.search(result.stderr), result.stderr
+    assert not (tmp_path / "o" / "tiny_precrop.keras").exists()  # failed before planning
