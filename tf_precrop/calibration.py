@@ -118,7 +118,7 @@ def _check_array(array, path, input_shape):
             f"shape {expected}. Received: dtype={array.dtype}"
         )
     ok = array.ndim == len(input_shape) + 1 and all(
-        d is None or d == a for d, a in zip(input_shape, array.shape[1:])
+        d is None or d == a for d, a in zip(input_shape, array.shape[1:], strict=False)
     )
     if not ok:
         raise CalibrationDataError(

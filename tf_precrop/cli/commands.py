@@ -116,45 +116,24 @@ def _data_note(args, calibration, verification):
 
 
 def _export(model, path, quantize, calibration, verification):
-    """``export_tflite``, verified on ``verification`` and calibrated on ``calibration`` only.
+    """``export_tflite``: calibrated on ``calibration``, verified on the held-back ``verification``.
 
-    export_tflite verifies on the first samples of ``representative_data``, the
-    ones it calibrates on; it has no argument for separate verification inputs.
-    So int8 is exported with ``verify=False`` to a temporary file in the
-    destination folder, verified here on the held-back samples with
-    ``verify_tflite``, and moved onto ``path`` only if it passed (atomic, like
-    export_tflite: a failure leaves ``path`` as it was).
+    Without ``verification``, export verifies on seeded random inputs; without
+    ``calibration`` (fp32/float16/dynamic), the samples only verify.
     """
-    import dataclasses
-    import tempfile
+    from tf_precrop.export import export_tflite
 
-    from tf_precrop.errors import ExportError
-    from tf_precrop.export import export_tflite, verify_tflite
-
-    if verification is None:  # export verifies on seeded random normal inputs
+    if verification is None:
         return export_tflite(model, path, quantize=quantize)
-    if calibration is None:  # nothing to calibrate: the samples only verify
-        return export_tflite(model, path, quantize=quantize, representative_data=verification, num_verify_samples=len(verification))
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        result = export_tflite(
-            model, tmp, quantize=quantize, representative_data=calibration, verify=False,
-            num_calibration_samples=len(calibration),
+    if calibration is None:
+        return export_tflite(
+            model, path, quantize=quantize, verification_data=verification,
+            num_verify_samples=len(verification),
         )
-        try:
-            report = verify_tflite(tmp, model, verification, quantize=quantize, num_samples=len(verification))
-        except ExportError as e:
-            raise ExportError(f"{e} The export was not written; {path!r} is left as it was.") from e
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dataclasses.replace(
-        result, path=path, size_bytes=os.path.getsize(path), max_abs_error=report.max_abs_error,
-        relative_error=report.relative_error, top1_agreement=report.top1_agreement,
-        num_samples=report.num_samples, decisive_top1_agreement=report.decisive_top1_agreement,
+    return export_tflite(
+        model, path, quantize=quantize, representative_data=calibration,
+        num_calibration_samples=len(calibration), verification_data=verification,
+        num_verify_samples=len(verification),
     )
 
 

@@ -106,6 +106,7 @@ def export_tflite(
     select_tf_ops=False,
     num_verify_samples=64,
     num_calibration_samples=256,
+    verification_data=None,
 ):
     """Converts a Keras model to a ``.tflite`` file, verified and written atomically.
 
@@ -137,6 +138,9 @@ def export_tflite(
         num_verify_samples: Most samples used for verification (taken from
             ``representative_data`` if given, else seeded random inputs).
         num_calibration_samples: Most samples used for int8 calibration.
+        verification_data: Inputs to verify on instead of the first samples of
+            ``representative_data`` (same kinds). Pass held-back samples so
+            that an int8 file is not checked on the data it was calibrated on.
 
     Returns:
         A :class:`TFLiteExport`.
@@ -201,6 +205,10 @@ def export_tflite(
         write_bytes(tmp, _convert(model, line, quantize, calibration, specs, int8_io, select_tf_ops))
         if verify:
             inputs = None if samples is None else [a[:num_verify_samples] for a in samples]
+            if verification_data is not None:
+                inputs = collect_samples(
+                    model, verification_data, num_verify_samples, "verification_data"
+                )
             try:
                 report = verify_tflite(
                     tmp, model, inputs, quantize=quantize, num_samples=num_verify_samples
@@ -209,16 +217,6 @@ def export_tflite(
                 raise type(e)(
                     f"{e} The export was not written; {path!r} is left as it was."
                 ) from e
-    return TFLiteExport(
-        path=path,
-        size_bytes=os.path.getsize(path),
-        quantize=quantize,
-        max_abs_error=None if report is None else report.max_abs_error,
-        relative_error=None if report is None else report.relative_error,
-        top1_agreement=None if report is None else report.top1_agreement,
-        num_samples=0 if report is None else report.num_samples,
-        decisive_top1_agreement=None if report is None else report.decisive_top1_agreement,
-    )
     return TFLiteExport(
         path=path,
         size_bytes=os.path.getsize(path),
