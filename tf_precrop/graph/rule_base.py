@@ -100,6 +100,44 @@ class LayerRule:
     def rebuild(self, layer, config, call, width):
         return config
 
+    # ------------------------------------------------- pruning trained models
+    # tf_precrop.prune keeps chosen channels of a trained model. Three methods
+    # of the rule tell it how (see tf_precrop/prune/):
+    #
+    # * map_channels(call, arrays, ctx): how the layer moves channels, on numpy
+    #   arrays holding one id per channel (``ctx.fresh`` for channels the layer
+    #   creates, ``ctx.union`` for channels it combines element-wise);
+    # * channel_weights(call, weights): per input/output, the per-channel
+    #   slices of the weights (rows of 2-D arrays) that importance scores;
+    # * slice_weights(call, weights, keep_in, keep_out): the weights keeping
+    #   only input channels ``keep_in[i]`` and output channels ``keep_out[j]``.
+    def map_channels(self, call, arrays, ctx):
+        """Channel ids of each output from those of each input (see tf_precrop.prune)."""
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) cannot be pruned with its weights: "
+            f"its rule '{self.name}' ({type(self).__name__}) does not implement "
+            "`map_channels(call, arrays, ctx)`, so tf_precrop.prune cannot tell which "
+            "input channels reach which output channels. Expected a rule that "
+            "implements it (subclass PassThroughRule, ElementwiseRule, ConvRule...). "
+            f"Received: rule={type(self).__name__}"
+        )
+
+    def channel_weights(self, call, weights):
+        """``{("in"|"out", i): [2-D arrays, one row per channel]}`` for importance."""
+        return {}
+
+    def slice_weights(self, call, weights, keep_in, keep_out):
+        """The layer's weights (``layer.weights`` order) keeping the given channels."""
+        if not weights:
+            return []
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) holds weights but its rule "
+            f"'{self.name}' ({type(self).__name__}) does not implement "
+            "`slice_weights(call, weights, keep_in, keep_out)`, so tf_precrop.prune "
+            "cannot keep its trained weights. Expected a rule that implements it. "
+            f"Received: weights={[tuple(w.shape) for w in weights]}"
+        )
+
     def is_homogeneous(self, operation):
         """Whether ``operation``'s output is of degree one in its inputs."""
         return self.homogeneous
@@ -195,3 +233,33 @@ def _reject_grouped(call, expr):
     """Raises unless ``expr`` is a plain channel expression (see _single_input)."""
     if isinstance(expr, GroupedView):
         _single_input(dataclasses.replace(call, inputs=[expr]))
+
+
+def weight_names(layer):
+    """Bare names of ``layer.weights`` (``kernel``, ``bias``, ``gamma``...), in order."""
+    return [_variable_name(v) for v in layer.weights]
+
+
+def channel_rows(array, axis):
+    """``array`` as a 2-D array with one row per index of ``axis``."""
+    import numpy as np
+
+    moved = np.moveaxis(np.asarray(array), axis, 0)
+    return moved.reshape(moved.shape[0], -1)
+
+
+def channelwise_slice(call, weights, keep):
+    """Per-channel weights (last axis = the input width) keep ``keep``; others stay."""
+    import numpy as np
+
+    channels = call.in_shapes[0][-1] if call.in_shapes else None
+    return [
+        np.take(w, keep, axis=-1) if np.ndim(w) and np.shape(w)[-1] == channels else w
+        for w in weights
+    ]
+
+
+def is_identity(keep, width):
+    import numpy as np
+
+    return len(keep) == width and bool(np.all(np.asarray(keep) == np.arange(width)))

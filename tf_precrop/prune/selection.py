@@ -1,0 +1,176 @@
+"""Which channels each producer keeps, and widths from importance under a budget.
+
+Producers whose channels are combined element-wise (a residual add, an SE
+gate) share their channels: they form one *class* and keep the same indices.
+A class keeps its ``width`` most important channels (ties: the lower index
+first; so zero-importance channels go first). When its channels are read in
+``k`` equal groups (a grouped conv, a ``ChannelSplit`` of a conv's output,
+``GroupNormalization``), each group keeps ``width / k`` of its own channels.
+"""
+
+import math
+
+import numpy as np
+
+from tf_precrop.errors import UnsupportedLayerError, WidthError
+
+
+def rank_keep(importance, width, parts=1):
+    """Sorted indices of the ``width`` best channels (``parts`` equal groups, each its share).
+
+    Higher importance is kept first; ties keep the lower index.
+
+    Example:
+
+    >>> rank_keep(np.array([0.5, 0.0, 0.5, 0.9]), 2).tolist()
+    [0, 3]
+    """
+    importance = np.asarray(importance, dtype=np.float64)
+    n = importance.size
+    if width % parts or n % parts:
+        raise WidthError(
+            f"Cannot keep {width} of {n} channels in {parts} equal groups. Expected a "
+            f"width that is a multiple of {parts}. Received: width={width}"
+        )
+    size, per = n // parts, width // parts
+    keep = []
+    for b in range(parts):
+        seg = importance[b * size : (b + 1) * size]
+        order = np.lexsort((np.arange(size), -seg))  # by -importance, then index
+        keep.extend(np.sort(order[:per]) + b * size)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def producer_classes(trace):
+    """Lists of producers that share their channels (same ids up to the union-find)."""
+    uf = trace.uf
+    classes, owner = [], {}  # owner: root -> class index
+    for producer in trace.producers.values():
+        roots = uf.roots(producer.ids)
+        found = {owner[r] for r in roots.tolist() if r in owner}
+        if not found:
+            for r in roots.tolist():
+                owner[r] = len(classes)
+            classes.append({"roots": roots, "members": [producer]})
+            continue
+        index = found.pop()
+        cls = classes[index]
+        if found or roots.shape != cls["roots"].shape or np.any(roots != cls["roots"]):
+            other = cls["members"][0].key
+            raise UnsupportedLayerError(
+                f"The channels of '{producer.key}' are combined element-wise with those of "
+                f"'{other}' in another order or only in part (e.g. an add of a "
+                "concatenation and a conv), so no choice of kept indices fits both. "
+                "Expected producers combined channel by channel. Keep their group's "
+                f"width. Received: producers={[producer.key, other]}"
+            )
+        cls["members"].append(producer)
+    return classes
+
+
+def choose_keeps(trace, classes, scores, scored, width_of, criterion):
+    """``{producer key: kept indices}`` for every producer whose width changes."""
+    uf = trace.uf
+    keeps = {}
+    for key, producer in trace.producers.items():
+        producer._key = key
+    for cls in classes:
+        members = cls["members"]
+        n = cls["roots"].size
+        widths = {width_of(p) for p in members}
+        if len(widths) != 1:  # pragma: no cover - the graph ties their widths
+            raise WidthError(
+                f"Producers {[p.key for p in members]} share channels but get widths "
+                f"{sorted(widths)}. Expected one width. Received: {sorted(widths)}"
+            )
+        width = widths.pop()
+        if width == n:
+            continue
+        if width > n:
+            raise WidthError(
+                f"'{members[0].key}' would grow from {n} to {width} channels. Expected "
+                "prune widths at most today's (a trained model cannot gain trained "
+                f"channels). Received: width={width}"
+            )
+        if any(int(r) in trace.pinned or uf.find(int(r)) in _pinned_roots(trace) for r in cls["roots"]):
+            raise WidthError(
+                f"'{members[0].key}' feeds a fixed layer or is a model input/output, so "
+                f"its {n} channels must all stay. Received: width={width}"
+            )
+        importance = scores[cls["roots"]]
+        if criterion == "bn_scale" and not np.any(scored[cls["roots"]]):
+            raise ValueError(
+                f"importance='bn_scale' needs a BatchNormalization on the channels of "
+                f"'{members[0].key}', and there is none. Expected a BN after each "
+                "pruned producer, or another criterion (e.g. 'l1'). Received: "
+                f"producers={[p.key for p in members]}"
+            )
+        parts = 1
+        for ids, k, _ in trace.block_needs:
+            if ids.ndim == 1 and ids.size == n and np.all(uf.roots(ids) == cls["roots"]):
+                parts = math.lcm(parts, k)
+        keep = rank_keep(importance, width, parts)
+        for p in members:
+            keeps[p._key] = keep
+    return keeps
+
+
+def _pinned_roots(trace):
+    cache = getattr(trace, "_pinned_roots", None)
+    if cache is None:
+        cache = {trace.uf.find(a) for a in trace.pinned}
+        trace._pinned_roots = cache
+    return cache
+
+
+def widths_from_importance(graph, classes, scores, target, budget, round_to):
+    """Widths from one global ranking of the channel scores under the budget.
+
+    Every free group ranks its channels by the mean score of the producers
+    that create it; one threshold over all groups gives each group the
+    fraction of its channels above it (at least one channel); the threshold
+    is bisected until the continuous cost meets the budget. Those fractions
+    become layer target densities for the width solver
+    (:class:`~tf_precrop.widths.WidthProblem`), which rounds them to
+    ``round_to`` and hits the budget within 1%.
+    """
+    from tf_precrop.widths import WidthProblem, resolve_budget
+
+    problem = WidthProblem(graph, budget=budget)
+    value = resolve_budget(target, problem.dense_cost, problem.min_cost(), problem.max_cost(), False, budget)
+    per_group = {}
+    for cls in classes:
+        for p in cls["members"]:
+            if p.call is None:
+                continue
+            single = p.call.outputs[p.index].single()
+            if single and single[1] == 1 and not graph[single[0]].fixed:
+                per_group.setdefault(single[0], []).append(scores[cls["roots"]])
+    group_scores = {k: np.mean(v, axis=0) for k, v in per_group.items()}
+    if not group_scores:
+        raise WidthError(
+            "No free channel group has scored channels, so the budget cannot be met by "
+            "removing channels. Expected a model with prunable convs or dense layers. "
+            f"Received: groups={len(graph)}"
+        )
+    values = np.unique(np.concatenate(list(group_scores.values())))
+
+    def widths_at(t):
+        w = problem.w0.copy()
+        for key, s in group_scores.items():
+            i = problem.index[key]
+            w[i] = max(float(np.sum(s >= t)), problem.lower[i] * problem.w0[i])
+        return w
+
+    lo, hi = 0, len(values)  # threshold values[i]; a higher i costs less
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if problem.cost(widths_at(values[mid])) > value:
+            lo = mid
+        else:
+            hi = mid
+    continuous = widths_at(values[min(hi, len(values) - 1)])
+    densities = problem.densities(continuous)
+    targets = {n.key: float(d) for n, d in zip(problem.prunable, densities, strict=True)}
+    solution = problem.solve(targets, value, round_to=int(round_to))
+    return solution.widths
