@@ -70,7 +70,6 @@ def producer_classes(trace):
 
 def choose_keeps(trace, classes, scores, scored, width_of, criterion):
     """``{producer key: kept indices}`` for every producer whose width changes."""
-    uf = trace.uf
     keeps = {}
     for key, producer in trace.producers.items():
         producer._key = key
@@ -92,7 +91,7 @@ def choose_keeps(trace, classes, scores, scored, width_of, criterion):
                 "prune widths at most today's (a trained model cannot gain trained "
                 f"channels). Received: width={width}"
             )
-        if any(int(r) in trace.pinned or uf.find(int(r)) in _pinned_roots(trace) for r in cls["roots"]):
+        if any(int(r) in _pinned_roots(trace) for r in cls["roots"]):
             raise WidthError(
                 f"'{members[0].key}' feeds a fixed layer or is a model input/output, so "
                 f"its {n} channels must all stay. Received: width={width}"
@@ -105,14 +104,75 @@ def choose_keeps(trace, classes, scores, scored, width_of, criterion):
                 "pruned producer, or another criterion (e.g. 'l1'). Received: "
                 f"producers={[p.key for p in members]}"
             )
-        parts = 1
-        for ids, k, _ in trace.block_needs:
-            if ids.ndim == 1 and ids.size == n and np.all(uf.roots(ids) == cls["roots"]):
-                parts = math.lcm(parts, k)
-        keep = rank_keep(importance, width, parts)
+        keep = _keep_with_parts(cls["roots"], importance, width, _parts_of(trace, cls), members[0].key)
         for p in members:
             keeps[p._key] = keep
     return keeps
+
+
+def _parts_of(trace, cls):
+    """Equal-share constraints on one class: lists of index arrays (class coordinates).
+
+    Every layer that reads its input in equal parts (a split, a grouped conv,
+    GroupNormalization) and holds this class's channels spread evenly over
+    the parts (as many in each) asks each part to keep the same number.
+    """
+    uf = trace.uf
+    where = {int(r): i for i, r in enumerate(cls["roots"].tolist())}
+    result = []
+    for ids, k, _ in trace.block_needs:
+        if ids.ndim != 1 or ids.size % k:
+            continue
+        parts = []
+        for part in np.split(ids, k):
+            parts.append(np.asarray(sorted(where[r] for r in uf.roots(part).tolist() if r in where), dtype=np.int64))
+        sizes = {p.size for p in parts}
+        if len(sizes) == 1 and sizes != {0}:
+            result.append(parts)
+    return result
+
+
+def _keep_with_parts(roots, importance, width, constraints, name):
+    """The best ``width`` channels, each constrained part keeping an equal share.
+
+    Constraints must nest (each one splits a set that is already a node of the
+    tree of earlier, larger ones); one that does not is left to the replay of
+    :mod:`tf_precrop.prune.channels`, which refuses a wrong index map.
+    """
+    n = roots.size
+    tree = {tuple(range(n)): None}  # node (sorted indices) -> children or None
+    for parts in sorted(constraints, key=lambda ps: -sum(p.size for p in ps)):
+        union = tuple(sorted(np.concatenate(parts).tolist()))
+        if union in tree and tree[union] is None:
+            tree[union] = [tuple(p.tolist()) for p in parts]
+            for p in tree[union]:
+                tree.setdefault(p, None)
+    keep = []
+
+    def assign(node, count):
+        children = tree.get(node)
+        if children is None:
+            idx = np.asarray(node, dtype=np.int64)
+            if count > idx.size:
+                raise WidthError(
+                    f"'{name}' cannot keep {count} of the {idx.size} channels of one of "
+                    "its equal parts. Expected a width whose share fits each part. "
+                    f"Received: count={count}"
+                )
+            order = np.lexsort((idx, -importance[idx]))
+            keep.extend(idx[order[:count]].tolist())
+            return
+        if count % len(children):
+            raise WidthError(
+                f"'{name}' is read in {len(children)} equal parts (a split, grouped conv "
+                f"or group norm), so its kept channels must divide into them. Expected "
+                f"a multiple of {len(children)}. Received: kept={count}"
+            )
+        for child in children:
+            assign(child, count // len(children))
+
+    assign(tuple(range(n)), width)
+    return np.sort(np.asarray(keep, dtype=np.int64))
 
 
 def _pinned_roots(trace):
