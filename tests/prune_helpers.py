@@ -77,9 +77,16 @@ def assert_unchanged(model, snap):
 
 
 def relative_error(model, pruned, x):
-    a = np.asarray(model(x, training=False))
-    b = np.asarray(pruned(x, training=False))
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
+    import tensorflow as tf
+
+    worst = 0.0
+    outs_a = tf.nest.flatten(model(x, training=False))
+    outs_b = tf.nest.flatten(pruned(x, training=False))
+    assert len(outs_a) == len(outs_b)
+    for a, b in zip(outs_a, outs_b, strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        worst = max(worst, float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12)))
+    return worst
 
 
 def kill_dropped(model, keeps_fn, seed=0):
@@ -110,20 +117,45 @@ def kill_dropped(model, keeps_fn, seed=0):
         din = [np.flatnonzero(np.isin(uf.roots(a.reshape(-1)), list(dead))) for a in ins]
         dout = [np.flatnonzero(np.isin(uf.roots(a.reshape(-1)), list(dead))) for a in outs]
         w = layer.get_weights()
-        kind = type(layer).__name__
-        if kind in ("Conv2D", "Dense") and int(getattr(layer, "groups", 1) or 1) == 1:
-            w[0][..., din[0], :] = 0
-            w[0][..., dout[0]] = 0
-            if len(w) > 1:
-                w[1][dout[0]] = 0
-        elif kind == "DepthwiseConv2D":
-            w[0][..., din[0], :] = 0
-            if len(w) > 1:
-                w[1][dout[0]] = 0
-        elif kind == "BatchNormalization":
-            w[0][din[0]] = 0
-            w[1][din[0]] = 0
-        else:
-            raise AssertionError(f"kill_dropped does not know {kind}")
+        _zero_slices(layer, w, din[0] if din else [], dout[0] if dout else [])
         layer.set_weights(w)
     return keeps
+
+
+def _zero_slices(layer, w, din, dout):
+    """Zeroes the weight slices of input channels ``din`` and output channels ``dout``."""
+    kind = type(layer).__name__
+    groups = int(getattr(layer, "groups", 1) or 1)
+    if kind in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
+        c_in, c_out = w[0].shape[-2] * groups, w[0].shape[-1]
+        if groups == 1:
+            w[0][..., din, :] = 0
+        elif groups < c_in:
+            ci, co = c_in // groups, c_out // groups
+            for c in din:
+                w[0][..., c % ci, (c // ci) * co : (c // ci + 1) * co] = 0
+        w[0][..., dout] = 0
+        if len(w) > 1:
+            w[1][dout] = 0
+    elif kind in ("Conv1DTranspose", "Conv2DTranspose"):
+        w[0][..., din] = 0
+        w[0][..., dout, :] = 0
+        if len(w) > 1:
+            w[1][dout] = 0
+    elif kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        w[0][..., din, :] = 0
+        if len(w) > 1:
+            w[1][dout] = 0
+    elif kind in ("SeparableConv1D", "SeparableConv2D"):
+        dm = w[0].shape[-1]
+        w[0][..., din, :] = 0
+        expanded = [c * dm + j for c in din for j in range(dm)]
+        w[1][..., expanded, :] = 0
+        w[1][..., dout] = 0
+        if len(w) > 2:
+            w[2][dout] = 0
+    elif kind == "BatchNormalization":
+        w[0][din] = 0
+        w[1][din] = 0
+    else:
+        raise AssertionError(f"kill_dropped does not know {kind}")

@@ -287,6 +287,17 @@ def _widths_for(model, widths):
     return width_of_class
 
 
+EXACT_PATTERNS = tuple(n for n in builders.REBUILDABLE if n != "shuffle_layers")
+
+
+@pytest.mark.parametrize("line", builders.LINES)
+@pytest.mark.parametrize("name", EXACT_PATTERNS)
+def test_every_pattern_prunes_dead_channels_exactly(name, line):
+    model = randomize(builders.build(name, line))
+    kill_dropped(model, _drop_evenly(_widths_for(model, 0.5)))
+    _check_exact(model, 0.5)
+
+
 def test_resnet20_dead_channels_pruned_exactly():
     model = randomize(tf_precrop.models.resnet20())
     kill_dropped(model, _drop_evenly(_widths_for(model, 0.5)))
