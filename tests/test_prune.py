@@ -326,3 +326,30 @@ def test_shufflenet_v2_down_unit_and_first_split_prune():
     widths = {stem.key: stem.width // 2}
     kill_dropped(model, _drop_evenly(_widths_for(model, widths)))
     _check_exact(model, widths)
+
+
+def test_per_channel_layers_keep_their_slices():
+    k = _k("keras3")
+    x = k.Input((8, 8, 3), name="image")
+    y = k.layers.Conv2D(8, 1, name="c")(x)
+    y = k.layers.PReLU(name="prelu")(y)
+    y = k.layers.Conv2D(8, 1, name="d")(y)
+    y = k.layers.LayerNormalization(name="ln")(y)
+    y = k.layers.GlobalAveragePooling2D(name="gap")(y)
+    model = randomize(k.Model(x, k.layers.Dense(10, name="out")(y)))
+    zero_out(model, "c", [0, 5])
+    zero_in(model, "d", [0, 5])
+    zero_out(model, "d", [2])
+    zero_in(model, "out", [2])
+    pruned = tf_precrop.prune(model, widths={"c": 6, "d": 7})
+    for name, kept in (("prelu", [1, 2, 3, 4, 6, 7]), ("ln", [0, 1, 3, 4, 5, 6, 7])):
+        for a, b in zip(pruned.get_layer(name).get_weights(), model.get_layer(name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b[..., kept])
+    assert pruned.count_params() == tf_precrop.profile(model, {"c": 6, "d": 7}).params
+
+
+def test_live_channels_change_the_output():
+    # The exactness tests are not vacuous: pruning live channels changes the output.
+    model = randomize(tf_precrop.models.resnet20())
+    pruned = tf_precrop.prune(model, widths=0.5)
+    assert relative_error(model, pruned, builders.sample_inputs(model)) > 1e-3
