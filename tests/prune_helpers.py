@@ -9,7 +9,10 @@ def randomize(model, seed=0):
     """Random weights everywhere (BN variances positive), so nothing is trivially zero."""
     rng = np.random.default_rng(seed)
     for _, layer in iter_layers(model):
-        names = [v.path.split("/")[-1] if hasattr(v, "path") else v.name.split("/")[-1].split(":")[0] for v in layer.weights]
+        names = [
+            v.path.split("/")[-1] if hasattr(v, "path") else v.name.split("/")[-1].split(":")[0]
+            for v in layer.weights
+        ]
         new = []
         for name, w in zip(names, layer.get_weights(), strict=True):
             if not np.issubdtype(w.dtype, np.floating):

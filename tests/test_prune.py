@@ -1,5 +1,6 @@
 """tf_precrop.prune: exactness on dead channels, consistency, importance, budgets, errors."""
 
+import builders
 import numpy as np
 import pytest
 from prune_helpers import (
@@ -14,7 +15,6 @@ from prune_helpers import (
     zero_out,
 )
 
-import builders
 import tf_precrop
 from tf_precrop.errors import UnsupportedLayerError, WidthError
 from tf_precrop.graph import channel_groups
@@ -266,9 +266,8 @@ def _drop_evenly(width_of_class):
                 continue
             importance = rng.random(cls["roots"].size) + 1
             keep = _keep_with_parts(cls["roots"], importance, width, _parts_of(trace, cls), "x")
-            for key, p in trace.producers.items():
-                if p in members:
-                    keeps[key] = keep
+            for p in members:
+                keeps[p.slot] = keep
         return keeps
 
     return keeps_fn
@@ -305,7 +304,11 @@ def test_resnet20_dead_channels_pruned_exactly():
 
 
 def test_shufflenet_v2_branch_channels_and_refusal():
-    model = randomize(tf_precrop.models.shufflenet_v2(input_shape=(32, 32, 3), classes=10, stem="cifar", width=0.5))
+    model = randomize(
+        tf_precrop.models.shufflenet_v2(
+            input_shape=(32, 32, 3), classes=10, stem="cifar", width=0.5
+        )
+    )
     graph = channel_groups(model)
     # The groups inside each branch (conv1 → dw) are pruned; the stage groups,
     # whose halves a shuffle and split interleave unit after unit, stay.
@@ -319,7 +322,11 @@ def test_shufflenet_v2_branch_channels_and_refusal():
 
 
 def test_shufflenet_v2_down_unit_and_first_split_prune():
-    model = randomize(tf_precrop.models.shufflenet_v2(input_shape=(32, 32, 3), classes=10, stem="cifar", width=0.5))
+    model = randomize(
+        tf_precrop.models.shufflenet_v2(
+            input_shape=(32, 32, 3), classes=10, stem="cifar", width=0.5
+        )
+    )
     # The stem feeds the first down unit's two branches: free, exact.
     graph = channel_groups(model)
     stem = graph.free_groups[0]
@@ -343,7 +350,9 @@ def test_per_channel_layers_keep_their_slices():
     zero_in(model, "out", [2])
     pruned = tf_precrop.prune(model, widths={"c": 6, "d": 7})
     for name, kept in (("prelu", [1, 2, 3, 4, 6, 7]), ("ln", [0, 1, 3, 4, 5, 6, 7])):
-        for a, b in zip(pruned.get_layer(name).get_weights(), model.get_layer(name).get_weights(), strict=True):
+        for a, b in zip(
+            pruned.get_layer(name).get_weights(), model.get_layer(name).get_weights(), strict=True
+        ):
             np.testing.assert_array_equal(a, b[..., kept])
     assert pruned.count_params() == tf_precrop.profile(model, {"c": 6, "d": 7}).params
 

@@ -2,12 +2,12 @@
 
 import argparse
 
+import builders
 import keras
 import numpy as np
 import pytest
 from prune_helpers import randomize, relative_error, zero_in, zero_out
 
-import builders
 import tf_precrop
 from tf_precrop.errors import UnsupportedLayerError, WidthError
 from tf_precrop.graph import LayerRule
@@ -176,7 +176,8 @@ def test_custom_layer_is_sliced_by_its_rule():
         pruned = tf_precrop.prune(model, widths={"c": 4})
         kept = [1, 2, 3, 5]
         np.testing.assert_array_equal(
-            pruned.get_layer("scale").get_weights()[0], model.get_layer("scale").get_weights()[0][kept]
+            pruned.get_layer("scale").get_weights()[0],
+            model.get_layer("scale").get_weights()[0][kept],
         )
         assert relative_error(model, pruned, builders.sample_inputs(model)) <= 1e-5
     finally:
@@ -191,7 +192,9 @@ class _NoMap(PassThroughRule):
     map_channels = LayerRule.map_channels
 
 
-@pytest.mark.parametrize(("rule", "method"), [(_NoSlice(), "slice_weights"), (_NoMap(), "map_channels")])
+@pytest.mark.parametrize(
+    ("rule", "method"), [(_NoSlice(), "slice_weights"), (_NoMap(), "map_channels")]
+)
 def test_custom_rule_without_the_method_is_refused(rule, method):
     tf_precrop.register_rule(ChannelScale, rule)
     try:

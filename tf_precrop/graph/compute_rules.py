@@ -13,9 +13,11 @@ from tf_precrop.graph.expr import Poly
 from tf_precrop.graph.rule_base import (
     LayerRule,
     _check_channels_last,
+    _grouped_in_rows,
     _prod,
     _reject_grouped,
     _single_input,
+    _slice_grouped,
     _static,
     channel_rows,
     channelwise_slice,
@@ -257,40 +259,6 @@ class ConvRule(LayerRule):
             else:
                 result.append(_slice_grouped(call, w, ki, ko, self._groups(call)))
         return result
-
-
-def _grouped_in_rows(kernel, groups):
-    """Rows of a grouped kernel ``(*k, C_in/g, C_out)``, one per input channel."""
-    w = np.asarray(kernel)
-    w = w.reshape(w.shape[:-1] + (groups, w.shape[-1] // groups))
-    w = np.moveaxis(w, [-2, -3], [0, 1])  # (g, C_in/g, *k, C_out/g)
-    return w.reshape(w.shape[0] * w.shape[1], -1)
-
-
-def _slice_grouped(call, kernel, keep_in, keep_out, groups):
-    """Keeps channels of a grouped conv: each group keeps its own kept channels."""
-    c_in, c_out = call.in_shapes[0][-1], call.out_shapes[0][-1]
-    n_in, n_out = len(keep_in) // groups, len(keep_out) // groups
-    parts = []
-    for g in range(groups):
-        ins = np.asarray(keep_in[g * n_in : (g + 1) * n_in])
-        outs = np.asarray(keep_out[g * n_out : (g + 1) * n_out])
-        lo_in, lo_out = g * (c_in // groups), g * (c_out // groups)
-        if (
-            len(keep_in) % groups
-            or len(keep_out) % groups
-            or np.any((ins < lo_in) | (ins >= lo_in + c_in // groups))
-            or np.any((outs < lo_out) | (outs >= lo_out + c_out // groups))
-        ):
-            raise UnsupportedLayerError(
-                f"Grouped conv '{call.key}' ({groups} groups) would mix channels across "
-                "its groups: the kept channels of conv group "
-                f"{g} do not all come from that group. Expected equal counts of kept "
-                f"channels per group. Received: keep_in={list(ins)[:8]}, "
-                f"keep_out={list(outs)[:8]}"
-            )
-        parts.append(np.take(np.take(kernel, ins - lo_in, axis=-2), outs, axis=-1))
-    return np.concatenate(parts, axis=-1)
 
 
 class DenseRule(ConvRule):

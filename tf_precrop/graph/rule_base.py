@@ -8,6 +8,8 @@ layer kind, in one place.
 import dataclasses
 import math
 
+import numpy as np
+
 from tf_precrop.errors import UnsupportedLayerError
 from tf_precrop.graph.expr import ZERO, LinearExpr, Poly
 
@@ -242,16 +244,12 @@ def weight_names(layer):
 
 def channel_rows(array, axis):
     """``array`` as a 2-D array with one row per index of ``axis``."""
-    import numpy as np
-
     moved = np.moveaxis(np.asarray(array), axis, 0)
     return moved.reshape(moved.shape[0], -1)
 
 
 def channelwise_slice(call, weights, keep):
     """Per-channel weights (last axis = the input width) keep ``keep``; others stay."""
-    import numpy as np
-
     channels = call.in_shapes[0][-1] if call.in_shapes else None
     return [
         np.take(w, keep, axis=-1) if np.ndim(w) and np.shape(w)[-1] == channels else w
@@ -260,6 +258,47 @@ def channelwise_slice(call, weights, keep):
 
 
 def is_identity(keep, width):
-    import numpy as np
-
     return len(keep) == width and bool(np.all(np.asarray(keep) == np.arange(width)))
+
+
+def _grouped_in_rows(kernel, groups):
+    """Rows of a grouped kernel ``(*k, C_in/g, C_out)``, one per input channel."""
+    w = np.asarray(kernel)
+    w = w.reshape(w.shape[:-1] + (groups, w.shape[-1] // groups))
+    w = np.moveaxis(w, [-2, -3], [0, 1])  # (g, C_in/g, *k, C_out/g)
+    return w.reshape(w.shape[0] * w.shape[1], -1)
+
+
+def _slice_grouped(call, kernel, keep_in, keep_out, groups):
+    """Keeps channels of a grouped conv: each group keeps its own kept channels."""
+    c_in, c_out = call.in_shapes[0][-1], call.out_shapes[0][-1]
+    n_in, n_out = len(keep_in) // groups, len(keep_out) // groups
+    parts = []
+    for g in range(groups):
+        ins = np.asarray(keep_in[g * n_in : (g + 1) * n_in])
+        outs = np.asarray(keep_out[g * n_out : (g + 1) * n_out])
+        lo_in, lo_out = g * (c_in // groups), g * (c_out // groups)
+        if (
+            len(keep_in) % groups
+            or len(keep_out) % groups
+            or np.any((ins < lo_in) | (ins >= lo_in + c_in // groups))
+            or np.any((outs < lo_out) | (outs >= lo_out + c_out // groups))
+        ):
+            raise UnsupportedLayerError(
+                f"Grouped conv '{call.key}' ({groups} groups) would mix channels across "
+                "its groups: the kept channels of conv group "
+                f"{g} do not all come from that group. Expected equal counts of kept "
+                f"channels per group. Received: keep_in={list(ins)[:8]}, "
+                f"keep_out={list(outs)[:8]}"
+            )
+        parts.append(np.take(np.take(kernel, ins - lo_in, axis=-2), outs, axis=-1))
+    return np.concatenate(parts, axis=-1)
+
+
+def _split(call, array, n):
+    if len(array) % n:
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) splits {len(array)} channels into "
+            f"{n} parts. Expected a multiple of {n}. Received: channels={len(array)}"
+        )
+    return list(np.split(array, n))

@@ -7,8 +7,6 @@ Each class is a :class:`~tf_precrop.graph.rule_base.LayerRule`; the registry
 import dataclasses
 from fractions import Fraction
 
-import numpy as np
-
 from tf_precrop.errors import UnsupportedLayerError
 from tf_precrop.graph.compute_rules import ElementwiseRule, FixedRule, PassThroughRule
 from tf_precrop.graph.expr import ZERO, LinearExpr
@@ -18,6 +16,7 @@ from tf_precrop.graph.rule_base import (
     _prod,
     _reject_grouped,
     _single_input,
+    _split,
     _static,
 )
 
@@ -183,15 +182,6 @@ class ChannelSplitRule(LayerRule):
         n = int(call.config["num_splits"])
         ctx.blocks(call, ("in", 0), arrays[0], n)  # every part keeps its share
         return _split(call, arrays[0], n)
-
-
-def _split(call, array, n):
-    if len(array) % n:
-        raise UnsupportedLayerError(
-            f"Layer '{call.key}' ({call.class_name}) splits {len(array)} channels into "
-            f"{n} parts. Expected a multiple of {n}. Received: channels={len(array)}"
-        )
-    return list(np.split(array, n))
 
 
 class ChannelShuffleRule(PassThroughRule):

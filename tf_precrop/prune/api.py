@@ -155,5 +155,7 @@ def _widths(model, graph, classes, scores, target, widths, budget, widths_from, 
             f"Plan. Received: target of type {type(target).__name__}"
         )
     if widths_from == "synexp":
-        return plan(model, target, budget=budget, method="synexp", round_to=round_to, verbose=0).widths
+        return plan(
+            model, target, budget=budget, method="synexp", round_to=round_to, verbose=0
+        ).widths
     return widths_from_importance(graph, classes, scores, target, budget, round_to)

@@ -63,6 +63,7 @@ class Producer:
     call: object = None  # None for a model input
     index: int = 0
     pinned: bool = False
+    slot: tuple = ()  # its key in Trace.producers: (id(layer), output index)
 
 
 class _Walk:
@@ -154,7 +155,7 @@ class Trace(_Walk):
 
     def model_input(self, name, width):
         ids = self.uf.add(width)
-        self.producers[(name, 0)] = Producer(name, ids, pinned=True)
+        self.producers[(name, 0)] = Producer(name, ids, pinned=True, slot=(name, 0))
         self.pinned.update(ids.tolist())
         return ids
 
@@ -163,7 +164,7 @@ class Trace(_Walk):
         if key not in self.producers:
             shape = call.out_shapes[index]
             ids = self.uf.add(int(shape[-1]) if shape else 1)
-            self.producers[key] = Producer(call.key, ids, call, index)
+            self.producers[key] = Producer(call.key, ids, call, index, slot=key)
         return self.producers[key].ids
 
     def derive(self, call, tag, ids):

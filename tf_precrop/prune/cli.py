@@ -27,20 +27,28 @@ def add_prune_command(subparsers):
     from tf_precrop.prune.api import DEFAULT_WIDTHS_FROM, WIDTHS_FROM
     from tf_precrop.prune.importance import CRITERIA, DEFAULT_IMPORTANCE
 
-    p = subparsers.add_parser("prune", help="prune a trained model; keep the kept channels' weights")
-    p.add_argument("model", metavar="MODEL", help=".keras file (or a bundled/keras.applications name)")
+    p = subparsers.add_parser(
+        "prune", help="prune a trained model; keep the kept channels' weights"
+    )
+    p.add_argument(
+        "model", metavar="MODEL", help=".keras file (or a bundled/keras.applications name)"
+    )
     p.add_argument("--input-shape", type=_shape, default=None, help="e.g. 224,224,3 (built models)")
     p.add_argument("--classes", type=int, default=None, help="number of classes (built models)")
     p.add_argument("--line", choices=("keras3", "tf_keras"), default="keras3")
     p.add_argument("--unsafe-load", action="store_true", help="allow code (Lambda) in .keras files")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--target", type=float, help="budget: fraction of the dense cost (0 < t <= 1)")
-    how.add_argument("--widths", help="a width multiplier (0.5) or JSON {group: width} (text or file)")
+    how.add_argument(
+        "--widths", help="a width multiplier (0.5) or JSON {group: width} (text or file)"
+    )
     how.add_argument("--plan", help="a plan saved with Plan.to_json")
     p.add_argument("--budget", choices=("params", "macs"), default="params")
     p.add_argument("--importance", choices=CRITERIA, default=DEFAULT_IMPORTANCE)
     p.add_argument("--widths-from", choices=WIDTHS_FROM, default=DEFAULT_WIDTHS_FROM)
-    p.add_argument("--data", default=None, help=".npz with arrays x and y (for --importance taylor)")
+    p.add_argument(
+        "--data", default=None, help=".npz with arrays x and y (for --importance taylor)"
+    )
     p.add_argument("--round-to", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output .keras file (default: MODEL_pruned.keras)")
@@ -75,7 +83,9 @@ def _widths(text):
             f"(text or file). Received: --widths={text[:60]!r}"
         ) from e
     if not isinstance(value, dict):
-        raise ValueError(f"--widths JSON must be an object {{group: width}}. Received: {type(value).__name__}")
+        raise ValueError(
+            f"--widths JSON must be an object {{group: width}}. Received: {type(value).__name__}"
+        )
     return value
 
 

@@ -126,7 +126,10 @@ def _taylor_products(model, data):
             value = tf.reduce_mean(tf.cast(loss_fn(tf.convert_to_tensor(y), prediction), "float32"))
         grads = tape.gradient(value, variables)
         n = int(np.shape(y)[0])
-        total = [t if g is None else t + tf.cast(g, t.dtype) * n for t, g in zip(total, grads, strict=True)]
+        total = [
+            t if g is None else t + tf.cast(g, t.dtype) * n
+            for t, g in zip(total, grads, strict=True)
+        ]
         count += n
     by_var = {id(v): (t / count).numpy() for v, t in zip(variables, total, strict=True)}
     result = {}

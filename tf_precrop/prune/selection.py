@@ -8,8 +8,6 @@ first; so zero-importance channels go first). When its channels are read in
 ``GroupNormalization``), each group keeps ``width / k`` of its own channels.
 """
 
-import math
-
 import numpy as np
 
 from tf_precrop.errors import UnsupportedLayerError, WidthError
@@ -71,8 +69,6 @@ def producer_classes(trace):
 def choose_keeps(trace, classes, scores, scored, width_of, criterion):
     """``{producer key: kept indices}`` for every producer whose width changes."""
     keeps = {}
-    for key, producer in trace.producers.items():
-        producer._key = key
     for cls in classes:
         members = cls["members"]
         n = cls["roots"].size
@@ -104,9 +100,11 @@ def choose_keeps(trace, classes, scores, scored, width_of, criterion):
                 "pruned producer, or another criterion (e.g. 'l1'). Received: "
                 f"producers={[p.key for p in members]}"
             )
-        keep = _keep_with_parts(cls["roots"], importance, width, _parts_of(trace, cls), members[0].key)
+        keep = _keep_with_parts(
+            cls["roots"], importance, width, _parts_of(trace, cls), members[0].key
+        )
         for p in members:
-            keeps[p._key] = keep
+            keeps[p.slot] = keep
     return keeps
 
 
@@ -120,15 +118,19 @@ def _parts_of(trace, cls):
     uf = trace.uf
     where = {int(r): i for i, r in enumerate(cls["roots"].tolist())}
     result = []
-    for ids, k, _ in trace.block_needs:
+    for ids, k, layer in trace.block_needs:
         if ids.ndim != 1 or ids.size % k:
             continue
         parts = []
         for part in np.split(ids, k):
-            parts.append(np.asarray(sorted(where[r] for r in uf.roots(part).tolist() if r in where), dtype=np.int64))
+            parts.append(
+                np.asarray(
+                    sorted(where[r] for r in uf.roots(part).tolist() if r in where), dtype=np.int64
+                )
+            )
         sizes = {p.size for p in parts}
         if len(sizes) == 1 and sizes != {0}:
-            result.append(parts)
+            result.append((parts, layer))
     return result
 
 
@@ -141,35 +143,38 @@ def _keep_with_parts(roots, importance, width, constraints, name):
     """
     n = roots.size
     tree = {tuple(range(n)): None}  # node (sorted indices) -> children or None
-    for parts in sorted(constraints, key=lambda ps: -sum(p.size for p in ps)):
+    for parts, layer in sorted(constraints, key=lambda c: -sum(p.size for p in c[0])):
         union = tuple(sorted(np.concatenate(parts).tolist()))
         if union in tree and tree[union] is None:
-            tree[union] = [tuple(p.tolist()) for p in parts]
-            for p in tree[union]:
+            tree[union] = ([tuple(p.tolist()) for p in parts], layer)
+            for p in tree[union][0]:
                 tree.setdefault(p, None)
     keep = []
 
-    def assign(node, count):
-        children = tree.get(node)
-        if children is None:
+    def assign(node, count, layer=None):
+        entry = tree.get(node)
+        if entry is None:
             idx = np.asarray(node, dtype=np.int64)
             if count > idx.size:
                 raise WidthError(
                     f"'{name}' cannot keep {count} of the {idx.size} channels of one of "
-                    "its equal parts. Expected a width whose share fits each part. "
-                    f"Received: count={count}"
+                    f"the equal parts that layer '{layer}' reads. Expected a width whose "
+                    f"share fits each part. Received: count={count}"
                 )
             order = np.lexsort((idx, -importance[idx]))
             keep.extend(idx[order[:count]].tolist())
             return
+        children, layer = entry
         if count % len(children):
             raise WidthError(
-                f"'{name}' is read in {len(children)} equal parts (a split, grouped conv "
-                f"or group norm), so its kept channels must divide into them. Expected "
-                f"a multiple of {len(children)}. Received: kept={count}"
+                f"'{name}' is read in {len(children)} equal parts by layer '{layer}' (a "
+                "split, grouped conv or group norm; after a channel shuffle, a part may "
+                "be read again in halves by the next split), so its kept channels must "
+                f"divide into them. Expected a multiple of {len(children)}. Received: "
+                f"kept={count}"
             )
         for child in children:
-            assign(child, count // len(children))
+            assign(child, count // len(children), layer)
 
     assign(tuple(range(n)), width)
     return np.sort(np.asarray(keep, dtype=np.int64))
@@ -197,7 +202,9 @@ def widths_from_importance(graph, classes, scores, target, budget, round_to):
     from tf_precrop.widths import WidthProblem, resolve_budget
 
     problem = WidthProblem(graph, budget=budget)
-    value = resolve_budget(target, problem.dense_cost, problem.min_cost(), problem.max_cost(), False, budget)
+    value = resolve_budget(
+        target, problem.dense_cost, problem.min_cost(), problem.max_cost(), False, budget
+    )
     per_group = {}
     for cls in classes:
         for p in cls["members"]:

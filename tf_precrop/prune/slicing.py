@@ -31,7 +31,9 @@ def copy_kept_weights(trace, replay, new_model):
     line = trace.graph.line
     targets = dict(iter_layers(new_model))
     done = {}
-    for (call, ins, outs), (_, new_ins, new_outs) in zip(trace.records, replay.records, strict=True):
+    for (call, ins, outs), (_, new_ins, new_outs) in zip(
+        trace.records, replay.records, strict=True
+    ):
         layer = call.layer
         if not line.is_layer(layer) or not layer.weights:
             continue
