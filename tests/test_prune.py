@@ -321,6 +321,22 @@ def test_shufflenet_v2_branch_channels_and_refusal():
         tf_precrop.prune(model, widths=0.5)
 
 
+@pytest.mark.parametrize(
+    "widths",
+    [{"stage2_block1_conv2": 16, "stage2_block4_conv2": 12}, {"stage4_block1_conv2": 48}],
+)
+def test_shufflenet_v2_stage_groups(widths):
+    # A stage group runs through shuffle → split → concat unit after unit: each
+    # split halves what the previous shuffle interleaved, so a producer early in
+    # the stage keeps an equal share of every nested part (16 of 24 = 2 of each
+    # 3 in 8 parts). Such widths prune exactly; others are refused (see above).
+    model = randomize(
+        tf_precrop.models.shufflenet_v2(input_shape=(32, 32, 3), classes=10, stem="cifar", width=0.5)
+    )
+    kill_dropped(model, _drop_evenly(_widths_for(model, widths)))
+    _check_exact(model, widths)
+
+
 def test_shufflenet_v2_down_unit_and_first_split_prune():
     model = randomize(
         tf_precrop.models.shufflenet_v2(
