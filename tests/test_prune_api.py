@@ -124,6 +124,17 @@ def test_budget_fraction_on_resnet20(widths_from):
     assert abs(pruned.count_params() / model.count_params() - 0.5) <= 0.01
 
 
+@pytest.mark.parametrize("widths_from", ["synexp", "importance"])
+def test_shufflenet_v2_budget(widths_from):
+    # Stage groups get the multiples their nested splits need (or stay whole).
+    model = randomize(
+        tf_precrop.models.shufflenet_v2(input_shape=(32, 32, 3), classes=10, stem="cifar", width=0.5)
+    )
+    pruned = tf_precrop.prune(model, 0.5, budget="macs", widths_from=widths_from)
+    ratio = tf_precrop.profile(pruned).macs / tf_precrop.profile(model).macs
+    assert abs(ratio - 0.5) <= 0.01
+
+
 @pytest.mark.slow
 def test_mobilenet_v2_macs_budget():
     model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10)
@@ -217,6 +228,8 @@ def test_argument_errors():
         tf_precrop.prune(model, widths=0.5, importance="nope")
     with pytest.raises(ValueError, match="widths_from='nope'"):
         tf_precrop.prune(model, 0.5, widths_from="nope")
+    with pytest.raises(ValueError, match="round_to=0"):
+        tf_precrop.prune(model, 0.5, round_to=0)
     with pytest.raises(WidthError, match="grow"):
         tf_precrop.prune(model, widths={"a": 8})
 

@@ -4,9 +4,10 @@ import numpy as np
 
 from tf_precrop.errors import WidthError
 from tf_precrop.graph.channel_graph import channel_groups
+from tf_precrop.prune.budget import budget_widths
 from tf_precrop.prune.channels import Replay, Trace
 from tf_precrop.prune.importance import CRITERIA, DEFAULT_IMPORTANCE, channel_scores
-from tf_precrop.prune.selection import choose_keeps, producer_classes, widths_from_importance
+from tf_precrop.prune.selection import choose_keeps, producer_classes
 from tf_precrop.prune.slicing import copy_kept_weights
 
 WIDTHS_FROM = ("synexp", "importance")
@@ -95,6 +96,10 @@ def prune(
             f"Unknown `widths_from`. Expected one of {WIDTHS_FROM}. Received: "
             f"widths_from={widths_from!r}"
         )
+    if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
+        raise ValueError(
+            f"Invalid `round_to`. Expected a positive integer. Received: round_to={round_to!r}"
+        )
     if (target is None) == (widths is None):
         raise TypeError(
             "prune() needs exactly one of `target` (a budget, a {group: width} dict or "
@@ -105,28 +110,38 @@ def prune(
     trace = Trace(graph).run()
     classes = producer_classes(trace)
     scores, scored = channel_scores(trace, importance, model=model, data=data, seed=seed)
-    widths = _widths(model, graph, classes, scores, target, widths, budget, widths_from, round_to)
-    new_widths = graph.resolve_widths(widths)
+
+    def attempt(widths):
+        new_widths = graph.resolve_widths(widths)
+
+        def width_of(producer):
+            if producer.call is None:
+                return int(producer.ids.size)
+            expr = producer.call.outputs[producer.index]
+            value = expr.evaluate(new_widths)
+            if value.denominator != 1:
+                raise WidthError(
+                    f"Widths give '{producer.key}' a fractional channel count {value}. "
+                    "Expected widths that respect the groups' multiple_of. Received: "
+                    f"widths={ {k: new_widths[k] for k in expr.vars} }"
+                )
+            return int(value)
+
+        keeps = choose_keeps(trace, classes, scores, scored, width_of, importance)
+        return new_widths, Replay(trace, keeps).run()
+
+    explicit = _explicit_widths(model, graph, target, widths)
+    if explicit is not None:
+        new_widths, replay = attempt(explicit)
+    else:
+        _, (new_widths, replay) = budget_widths(
+            model, graph, trace, classes, scores, target, budget, widths_from, round_to, attempt
+        )
     if verbose:
         current = graph.widths()
         for key, w in new_widths.items():
             if w != current[key]:
                 print(f"prune: {key}: {current[key]} -> {w}")
-
-    def width_of(producer):
-        if producer.call is None:
-            return int(producer.ids.size)
-        value = producer.call.outputs[producer.index].evaluate(new_widths)
-        if value.denominator != 1:
-            raise WidthError(
-                f"Widths give '{producer.key}' a fractional channel count {value}. Expected "
-                "widths that respect the groups' multiple_of. Received: "
-                f"widths={ {k: new_widths[k] for k in producer.call.outputs[producer.index].vars} }"
-            )
-        return int(value)
-
-    keeps = choose_keeps(trace, classes, scores, scored, width_of, importance)
-    replay = Replay(trace, keeps).run()
     from tf_precrop.rebuild import _Rebuilder
 
     new_model = _Rebuilder(graph, new_widths).build(model, top=True)
@@ -134,8 +149,9 @@ def prune(
     return new_model
 
 
-def _widths(model, graph, classes, scores, target, widths, budget, widths_from, round_to):
-    from tf_precrop.plan import Plan, plan
+def _explicit_widths(model, graph, target, widths):
+    """The widths a call gives directly, or None for a budget target."""
+    from tf_precrop.plan import Plan
 
     if widths is not None:
         return widths
@@ -154,8 +170,4 @@ def _widths(model, graph, classes, scores, target, widths, budget, widths_from, 
             "Expected `target` to be a budget (a number), a {group: width} dict or a "
             f"Plan. Received: target of type {type(target).__name__}"
         )
-    if widths_from == "synexp":
-        return plan(
-            model, target, budget=budget, method="synexp", round_to=round_to, verbose=0
-        ).widths
-    return widths_from_importance(graph, classes, scores, target, budget, round_to)
+    return None

@@ -255,12 +255,15 @@ class Replay(_Walk):
         first = uf.roots(arrays[0])
         for ids in arrays[1:]:
             if ids.shape != arrays[0].shape or np.any(uf.roots(ids) != first):
-                raise UnsupportedLayerError(
-                    f"Layer '{call.key}' ({call.class_name}) combines its inputs channel "
-                    "by channel, but the kept channels of its inputs differ (in number "
-                    "or order), so the pruned model would add unrelated channels. "
-                    "Expected inputs that keep the same channels in the same order. "
-                    f"Received: kept per input={[int(a.size) for a in arrays]}"
+                raise with_ids(
+                    UnsupportedLayerError(
+                        f"Layer '{call.key}' ({call.class_name}) combines its inputs channel "
+                        "by channel, but the kept channels of its inputs differ (in number "
+                        "or order), so the pruned model would add unrelated channels. "
+                        "Expected inputs that keep the same channels in the same order. "
+                        f"Received: kept per input={[int(a.size) for a in arrays]}"
+                    ),
+                    self.trace.records[self.current][1],
                 )
 
     def pin(self, call, ids):
@@ -274,12 +277,15 @@ class Replay(_Walk):
             for new_part, old_part in zip(np.split(ids, parts), np.split(old, parts), strict=True):
                 ok = ok and bool(np.all(np.isin(new_part, old_part)))
         if not ok:
-            raise UnsupportedLayerError(
-                f"Layer '{call.key}' ({call.class_name}) works on {parts} groups of "
-                f"channels, but the kept channels of its {role[0]}put would move "
-                "channels across groups. Expected the same number of kept channels "
-                "in every group, each in its own group. Received: "
-                f"kept={len(ids)} of {len(old)}"
+            raise with_ids(
+                UnsupportedLayerError(
+                    f"Layer '{call.key}' ({call.class_name}) works on {parts} groups of "
+                    f"channels, but the kept channels of its {role[0]}put would move "
+                    "channels across groups. Expected the same number of kept channels "
+                    "in every group, each in its own group. Received: "
+                    f"kept={len(ids)} of {len(old)}"
+                ),
+                [old],
             )
 
     def shared(self, call, ins):
@@ -289,16 +295,28 @@ class Replay(_Walk):
         _, _, old_outs = self.trace.records[self.current]
         for i, (new, old) in enumerate(zip(outs, old_outs, strict=True)):
             if not np.all(np.isin(new.reshape(-1), old.reshape(-1))):
-                raise UnsupportedLayerError(
-                    f"Layer '{call.key}' ({call.class_name}): in the pruned model, "
-                    f"its output {i} would hold channels that its original output "
-                    "does not (e.g. a split after a channel shuffle whose halves keep "
-                    "unequal channels, as in every ShuffleNet V2 unit after the "
-                    "first of a stage), so the result would not be a sub-network of "
-                    "the model. Expected kept channels that stay in their part. Keep "
-                    "the width of this channel group, or prune other groups. Received: "
-                    f"layer={call.key}"
+                raise with_ids(
+                    UnsupportedLayerError(
+                        f"Layer '{call.key}' ({call.class_name}): in the pruned model, "
+                        f"its output {i} would hold channels that its original output "
+                        "does not (e.g. a split after a channel shuffle whose halves keep "
+                        "unequal channels), so the result would not be a sub-network of "
+                        "the model. Expected kept channels that stay in their part. Keep "
+                        "the width of this channel group, or prune other groups. Received: "
+                        f"layer={call.key}"
+                    ),
+                    self.trace.records[self.current][1],
                 )
+
+
+def with_ids(error, ids):
+    """``error`` carrying the channel ids it concerns (``error.channel_ids``).
+
+    :func:`tf_precrop.prune` uses them, for a budget target, to keep the channel
+    groups involved whole and solve the budget again over the others.
+    """
+    error.channel_ids = np.concatenate([np.asarray(a).reshape(-1) for a in ids]) if ids else ()
+    return error
 
 
 def positions(old, new):

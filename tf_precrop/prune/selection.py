@@ -8,9 +8,13 @@ first; so zero-importance channels go first). When its channels are read in
 ``GroupNormalization``), each group keeps ``width / k`` of its own channels.
 """
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 from tf_precrop.errors import UnsupportedLayerError, WidthError
+from tf_precrop.prune.channels import with_ids
 
 
 def rank_keep(importance, width, parts=1):
@@ -55,12 +59,15 @@ def producer_classes(trace):
         cls = classes[index]
         if found or roots.shape != cls["roots"].shape or np.any(roots != cls["roots"]):
             other = cls["members"][0].key
-            raise UnsupportedLayerError(
-                f"The channels of '{producer.key}' are combined element-wise with those of "
-                f"'{other}' in another order or only in part (e.g. an add of a "
-                "concatenation and a conv), so no choice of kept indices fits both. "
-                "Expected producers combined channel by channel. Keep their group's "
-                f"width. Received: producers={[producer.key, other]}"
+            raise with_ids(
+                UnsupportedLayerError(
+                    f"The channels of '{producer.key}' are combined element-wise with those of "
+                    f"'{other}' in another order or only in part (e.g. an add of a "
+                    "concatenation and a conv), so no choice of kept indices fits both. "
+                    "Expected producers combined channel by channel. Keep their group's "
+                    f"width. Received: producers={[producer.key, other]}"
+                ),
+                [roots],
             )
         cls["members"].append(producer)
     return classes
@@ -142,13 +149,7 @@ def _keep_with_parts(roots, importance, width, constraints, name):
     :mod:`tf_precrop.prune.channels`, which refuses a wrong index map.
     """
     n = roots.size
-    tree = {tuple(range(n)): None}  # node (sorted indices) -> children or None
-    for parts, layer in sorted(constraints, key=lambda c: -sum(p.size for p in c[0])):
-        union = tuple(sorted(np.concatenate(parts).tolist()))
-        if union in tree and tree[union] is None:
-            tree[union] = ([tuple(p.tolist()) for p in parts], layer)
-            for p in tree[union][0]:
-                tree.setdefault(p, None)
+    tree = _tree(n, constraints)
     keep = []
 
     def assign(node, count, layer=None):
@@ -156,28 +157,79 @@ def _keep_with_parts(roots, importance, width, constraints, name):
         if entry is None:
             idx = np.asarray(node, dtype=np.int64)
             if count > idx.size:
-                raise WidthError(
-                    f"'{name}' cannot keep {count} of the {idx.size} channels of one of "
-                    f"the equal parts that layer '{layer}' reads. Expected a width whose "
-                    f"share fits each part. Received: count={count}"
+                raise with_ids(
+                    WidthError(
+                        f"'{name}' cannot keep {count} of the {idx.size} channels of one of "
+                        f"the equal parts that layer '{layer}' reads. Expected a width whose "
+                        f"share fits each part. Received: count={count}"
+                    ),
+                    [roots],
                 )
             order = np.lexsort((idx, -importance[idx]))
             keep.extend(idx[order[:count]].tolist())
             return
         children, layer = entry
         if count % len(children):
-            raise WidthError(
-                f"'{name}' is read in {len(children)} equal parts by layer '{layer}' (a "
-                "split, grouped conv or group norm; after a channel shuffle, a part may "
-                "be read again in halves by the next split), so its kept channels must "
-                f"divide into them. Expected a multiple of {len(children)}. Received: "
-                f"kept={count}"
+            raise with_ids(
+                WidthError(
+                    f"'{name}' is read in {len(children)} equal parts by layer '{layer}' (a "
+                    "split, grouped conv or group norm; after a channel shuffle, a part may "
+                    "be read again in halves by the next split), so its kept channels must "
+                    f"divide into them. Expected a multiple of {len(children)}. Received: "
+                    f"kept={count}"
+                ),
+                [roots],
             )
         for child in children:
             assign(child, count // len(children), layer)
 
     assign(tuple(range(n)), width)
     return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+def _tree(n, constraints):
+    """``{node: (children, layer) or None}``: nested equal-share constraints of a class."""
+    tree = {tuple(range(n)): None}  # node (sorted indices) -> (children, layer) or None
+    for parts, layer in sorted(constraints, key=lambda c: -sum(p.size for p in c[0])):
+        union = tuple(sorted(np.concatenate(parts).tolist()))
+        if union in tree and tree[union] is None:
+            tree[union] = ([tuple(p.tolist()) for p in parts], layer)
+            for p in tree[union][0]:
+                tree.setdefault(p, None)
+    return tree
+
+
+def _required_multiple(tree, node):
+    entry = tree.get(node)
+    if entry is None:
+        return 1
+    children, _ = entry
+    return len(children) * math.lcm(*(_required_multiple(tree, c) for c in children))
+
+
+def share_multiples(trace, classes):
+    """``{group key: multiple}`` that every class's equal-share constraints need.
+
+    A class read in ``k`` equal parts, one of which is read again in ``j``
+    parts (a split after a shuffle after a split...), keeps a multiple of
+    ``k·j`` channels; the group's width is a multiple of what its classes need.
+    """
+    result = {}
+    for cls in classes:
+        need = _required_multiple(
+            _tree(cls["roots"].size, _parts_of(trace, cls)), tuple(range(cls["roots"].size))
+        )
+        if need == 1:
+            continue
+        for p in cls["members"]:
+            single = p.call.outputs[p.index].single() if p.call is not None else None
+            if single is None:
+                continue
+            key, coeff = single  # class width = coeff · group width
+            coeff = Fraction(coeff)
+            m = coeff.denominator * need // math.gcd(coeff.numerator, need)
+            result[key] = math.lcm(result.get(key, 1), m)
+    return result
 
 
 def _pinned_roots(trace):
@@ -188,30 +240,24 @@ def _pinned_roots(trace):
     return cache
 
 
-def widths_from_importance(graph, classes, scores, target, budget, round_to):
-    """Widths from one global ranking of the channel scores under the budget.
+def importance_targets(problem, graph, classes, scores, value):
+    """Layer target densities from one global ranking of the channel scores.
 
     Every free group ranks its channels by the mean score of the producers
     that create it; one threshold over all groups gives each group the
-    fraction of its channels above it (at least one channel); the threshold
-    is bisected until the continuous cost meets the budget. Those fractions
-    become layer target densities for the width solver
-    (:class:`~tf_precrop.widths.WidthProblem`), which rounds them to
+    fraction of its channels above it (at least its smallest width); the
+    threshold is bisected until the continuous cost meets the budget
+    ``value``. The densities of those widths are the targets of the width
+    solver (:class:`~tf_precrop.widths.WidthProblem`), which rounds them to
     ``round_to`` and hits the budget within 1%.
     """
-    from tf_precrop.widths import WidthProblem, resolve_budget
-
-    problem = WidthProblem(graph, budget=budget)
-    value = resolve_budget(
-        target, problem.dense_cost, problem.min_cost(), problem.max_cost(), False, budget
-    )
     per_group = {}
     for cls in classes:
         for p in cls["members"]:
             if p.call is None:
                 continue
             single = p.call.outputs[p.index].single()
-            if single and single[1] == 1 and not graph[single[0]].fixed:
+            if single and single[1] == 1 and problem.free[problem.index[single[0]]]:
                 per_group.setdefault(single[0], []).append(scores[cls["roots"]])
     group_scores = {k: np.mean(v, axis=0) for k, v in per_group.items()}
     if not group_scores:
@@ -236,8 +282,17 @@ def widths_from_importance(graph, classes, scores, target, budget, round_to):
             lo = mid
         else:
             hi = mid
-    continuous = widths_at(values[min(hi, len(values) - 1)])
-    densities = problem.densities(continuous)
-    targets = {n.key: float(d) for n, d in zip(problem.prunable, densities, strict=True)}
-    solution = problem.solve(targets, value, round_to=int(round_to))
-    return solution.widths
+    densities = problem.densities(widths_at(values[min(hi, len(values) - 1)]))
+    return {n.key: float(d) for n, d in zip(problem.prunable, densities, strict=True)}
+
+
+def groups_of(trace, classes, ids):
+    """Keys of the channel groups whose producers create the given ids."""
+    roots = set(trace.uf.roots(np.asarray(ids, dtype=np.int64)).tolist()) if len(ids) else set()
+    keys = set()
+    for cls in classes:
+        if roots & set(cls["roots"].tolist()):
+            for p in cls["members"]:
+                if p.call is not None:
+                    keys.update(p.call.outputs[p.index].vars)
+    return keys
