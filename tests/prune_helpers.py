@@ -128,6 +128,8 @@ def kill_dropped(model, keeps_fn, seed=0):
 def _zero_slices(layer, w, din, dout):
     """Zeroes the weight slices of input channels ``din`` and output channels ``dout``."""
     kind = type(layer).__name__
+    if not len(din) and not len(dout):
+        return
     groups = int(getattr(layer, "groups", 1) or 1)
     if kind in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
         c_in, c_out = w[0].shape[-2] * groups, w[0].shape[-1]

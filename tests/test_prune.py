@@ -378,3 +378,41 @@ def test_live_channels_change_the_output():
     model = randomize(tf_precrop.models.resnet20())
     pruned = tf_precrop.prune(model, widths=0.5)
     assert relative_error(model, pruned, builders.sample_inputs(model)) > 1e-3
+
+
+@pytest.fixture
+def float64():
+    import keras
+
+    before = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx(before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["MobileNetV2", "EfficientNetB0"])
+def test_keras_applications_dead_channels_pruned_exactly(name, float64):
+    # float64: in float32, 50+ layers of reordered sums drift by ~1e-5 on their own.
+    import keras
+
+    build = getattr(keras.applications, name)
+    model = randomize(build(weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None))
+    kill_dropped(model, _drop_evenly(_widths_for(model, 0.5)))
+    snap = snapshot(model)
+    pruned = tf_precrop.prune(model, widths=0.5)
+    assert_unchanged(model, snap)
+    x = builders.sample_inputs(model, seed=3).astype("float64")
+    assert relative_error(model, pruned, x) <= TOL
+    assert pruned.count_params() == tf_precrop.profile(model, 0.5).params
+
+
+@pytest.mark.slow
+def test_tf_keras_mobilenet_v2_dead_channels_pruned_exactly():
+    k = builders.keras_of("tf_keras")
+    model = k.applications.MobileNetV2(
+        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+    )
+    model = randomize(model)
+    kill_dropped(model, _drop_evenly(_widths_for(model, 0.5)))
+    _check_exact(model, 0.5)
