@@ -255,3 +255,13 @@ def test_cli_command(tmp_path, capsys):
     small = keras.saving.load_model(out)
     assert small.get_layer("c").filters == 2
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ConvNeXtTiny", "DenseNet121", "MobileNetV3Small"])
+def test_keras_applications_prune(name):
+    # LayerScale + LayerNorm (ConvNeXt), dense concatenations, hard-swish SE.
+    model = getattr(keras.applications, name)(weights=None, input_shape=(64, 64, 3), classes=10)
+    pruned = tf_precrop.prune(model, widths=0.5)
+    assert pruned.count_params() == tf_precrop.profile(model, 0.5).params
+    assert pruned(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 10)

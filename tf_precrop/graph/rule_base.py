@@ -68,7 +68,13 @@ class LayerRule:
       the rule to score it). :attr:`homogeneous` is ``False`` for layers whose
       output is not of degree one in their inputs (gates, divisions), which
       rules out SynFlow's exact power-of-two rescaling;
-    * rebuild: :meth:`rebuild` returns the layer config at new widths.
+    * rebuild: :meth:`rebuild` returns the layer config at new widths;
+    * pruning trained models (:func:`tf_precrop.prune`): :meth:`map_channels`
+      says which input channel reaches which output channel,
+      :meth:`channel_weights` gives the per-channel weight slices that
+      importance scores and :meth:`slice_weights` keeps the chosen channels'
+      weights. A rule without them makes ``prune`` stop with an error naming
+      the layer and the method.
 
     Example:
 

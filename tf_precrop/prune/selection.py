@@ -122,23 +122,37 @@ def _parts_of(trace, cls):
     GroupNormalization) and holds this class's channels spread evenly over
     the parts (as many in each) asks each part to keep the same number.
     """
-    uf = trace.uf
+    index = _need_index(trace)
     where = {int(r): i for i, r in enumerate(cls["roots"].tolist())}
+    touching = sorted({n for r in where for n, _ in index["by_root"].get(r, ())})
     result = []
-    for ids, k, layer in trace.block_needs:
-        if ids.ndim != 1 or ids.size % k:
-            continue
-        parts = []
-        for part in np.split(ids, k):
-            parts.append(
-                np.asarray(
-                    sorted(where[r] for r in uf.roots(part).tolist() if r in where), dtype=np.int64
-                )
-            )
+    for n in touching:
+        part_roots, layer = index["needs"][n]
+        parts = [
+            np.asarray(sorted(where[r] for r in roots.tolist() if r in where), dtype=np.int64)
+            for roots in part_roots
+        ]
         sizes = {p.size for p in parts}
         if len(sizes) == 1 and sizes != {0}:
             result.append((parts, layer))
     return result
+
+
+def _need_index(trace):
+    """The equal-part needs of the trace as roots per part, and which need touches a root."""
+    cached = getattr(trace, "_need_index", None)
+    if cached is None:
+        needs, by_root = [], {}
+        for ids, k, layer in trace.block_needs:
+            if ids.ndim != 1 or ids.size % k:
+                continue
+            part_roots = [trace.uf.roots(part) for part in np.split(ids, k)]
+            for j, roots in enumerate(part_roots):
+                for r in set(roots.tolist()):
+                    by_root.setdefault(r, []).append((len(needs), j))
+            needs.append((part_roots, layer))
+        cached = trace._need_index = {"needs": needs, "by_root": by_root}
+    return cached
 
 
 def _keep_with_parts(roots, importance, width, constraints, name):
