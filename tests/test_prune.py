@@ -384,10 +384,12 @@ def test_live_channels_change_the_output():
 def float64():
     import keras
 
-    before = keras.config.floatx()
+    before, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")  # a policy set earlier would win over floatx
     yield
     keras.config.set_floatx(before)
+    keras.config.set_dtype_policy(policy)
 
 
 @pytest.mark.slow
@@ -398,6 +400,7 @@ def test_keras_applications_dead_channels_pruned_exactly(name, float64):
 
     build = getattr(keras.applications, name)
     model = randomize(build(weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None))
+    assert model.layers[-1].compute_dtype == "float64"
     kill_dropped(model, _drop_evenly(_widths_for(model, 0.5)))
     snap = snapshot(model)
     pruned = tf_precrop.prune(model, widths=0.5)

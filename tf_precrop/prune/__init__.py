@@ -4,6 +4,7 @@ Modules: :mod:`~tf_precrop.prune.channels` (which original channel each kept
 channel is), :mod:`~tf_precrop.prune.importance` (channel scores),
 :mod:`~tf_precrop.prune.selection` (which channels per group; widths from
 importance), :mod:`~tf_precrop.prune.slicing` (copies the kept weights),
+:mod:`~tf_precrop.prune.budget` (budget widths the kept channels can follow),
 :mod:`~tf_precrop.prune.api` (:func:`prune`), :mod:`~tf_precrop.prune.cli`
 (the ``tf-precrop prune`` command).
 """
