@@ -1,6 +1,7 @@
 """tf_precrop.prune: importance criteria, budgets, plans, custom rules, errors, CLI."""
 
 import argparse
+import warnings
 
 import builders
 import keras
@@ -9,7 +10,7 @@ import pytest
 from prune_helpers import randomize, relative_error, zero_in, zero_out
 
 import tf_precrop
-from tf_precrop.errors import UnsupportedLayerError, WidthError
+from tf_precrop.errors import BudgetWarning, UnsupportedLayerError, WidthError
 from tf_precrop.graph import LayerRule
 from tf_precrop.graph.rules import PassThroughRule
 from tf_precrop.prune.selection import rank_keep
@@ -255,6 +256,13 @@ def test_cli_command(tmp_path, capsys):
     small = keras.saving.load_model(out)
     assert small.get_layer("c").filters == 2
     assert "wrote" in capsys.readouterr().out
+    args = parser.parse_args(["prune", str(path), "--target", "0.6", "--out", str(out)])
+    with warnings.catch_warnings():  # 42 parameters: 60% ± 1% is out of reach
+        warnings.simplefilter("ignore", BudgetWarning)
+        assert run_prune(args) == 0
+    assert "params" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prune", str(path), "--target", "0.5", "--widths", "0.5"])
 
 
 @pytest.mark.slow
