@@ -89,8 +89,16 @@ class Plan:
         before, after = self.params if self.budget == "params" else self.macs
         return after / before
 
-    def apply(self, model=None):
-        """Builds the cropped model (fresh weights). ``model`` defaults to the planned one."""
+    def apply(self, model=None, keep_weights=False, **prune_options):
+        """Builds the cropped model. ``model`` defaults to the planned one.
+
+        With ``keep_weights=False`` (default) the weights are fresh (pruning at
+        initialisation). With ``keep_weights=True`` the (trained) model is pruned
+        to the plan's widths by :func:`tf_precrop.prune`, which keeps the chosen
+        channels' weights; ``prune_options`` are its ``importance``, ``data``
+        and ``seed``. A plan loaded from JSON prunes a trained model this way:
+        ``Plan.from_json(path).apply(model, keep_weights=True)``.
+        """
         model = model if model is not None else self._model
         if model is None:
             raise ValueError(
@@ -109,6 +117,15 @@ class Plan:
                 f"architecture. Received: differing groups {diff}"
             )
         changed = {k: v for k, v in self.widths.items() if v != current[k]}
+        if keep_weights:
+            from tf_precrop.prune import prune
+
+            return prune(model, widths=changed, **prune_options)
+        if prune_options:
+            raise TypeError(
+                "Options of tf_precrop.prune need keep_weights=True. Received: "
+                f"{sorted(prune_options)} with keep_weights=False"
+            )
         return rebuild(model, changed, graph=graph)
 
     # ------------------------------------------------------------- reports

@@ -6,15 +6,23 @@ Each class is a :class:`~tf_precrop.graph.rule_base.LayerRule`; the registry
 
 from fractions import Fraction
 
+import numpy as np
+
 from tf_precrop.errors import UnsupportedLayerError
 from tf_precrop.graph.expr import Poly
 from tf_precrop.graph.rule_base import (
     LayerRule,
     _check_channels_last,
+    _grouped_in_rows,
     _prod,
     _reject_grouped,
     _single_input,
+    _slice_grouped,
     _static,
+    channel_rows,
+    channelwise_slice,
+    is_identity,
+    weight_names,
 )
 
 
@@ -37,6 +45,13 @@ class PassThroughRule(LayerRule):
                     f"Received: axis={axis}"
                 )
         return [expr] * max(1, len(call.out_shapes))
+
+    def map_channels(self, call, arrays, ctx):
+        return [arrays[0]] * max(1, len(call.out_shapes))
+
+    def slice_weights(self, call, weights, keep_in, keep_out):
+        # Per-channel weights (BN, PReLU, LayerScale, LayerNorm...) keep the kept channels.
+        return channelwise_slice(call, weights, keep_in[0])
 
 
 _AXIS_CHECKED = {"BatchNormalization", "LayerNormalization", "GroupNormalization"}
@@ -79,6 +94,24 @@ class FixedRule(LayerRule):
     def params(self, call, ctx):
         return Poly.const(call.layer.count_params())
 
+    def map_channels(self, call, arrays, ctx):
+        for array in arrays:
+            ctx.pin(call, array)
+        return [ctx.fresh(call, i) for i in range(len(call.out_shapes))]
+
+    def slice_weights(self, call, weights, keep_in, keep_out):
+        sides = (("input", keep_in, call.in_shapes), ("output", keep_out, call.out_shapes))
+        for side, keeps, shapes in sides:
+            for keep, shape in zip(keeps, shapes, strict=False):
+                width = shape[-1] if shape else 1
+                if keep is not None and not is_identity(keep, width):
+                    raise UnsupportedLayerError(
+                        f"Layer '{call.key}' ({call.class_name}) is fixed, yet the chosen "
+                        f"channels change its {side}. Expected all {width} channels kept "
+                        f"in order. Received: keep={list(keep)[:8]}"
+                    )
+        return weights
+
 
 class ElementwiseRule(LayerRule):
     """Add/Subtract/Multiply/...: all inputs tied to one width, output the same.
@@ -110,6 +143,12 @@ class ElementwiseRule(LayerRule):
                 ctx.fix(e, f"broadcast input of '{call.key}'")
         for e in tied[1:]:
             ctx.tie(tied[0], e, call.key)
+        return [tied[0]] * max(1, len(call.out_shapes))
+
+    def map_channels(self, call, arrays, ctx):
+        widths = [s[-1] if s else 1 for s in call.in_shapes]
+        tied = [a for a, w in zip(arrays, widths, strict=True) if w == max(widths)]
+        ctx.union(call, tied)  # channel i of every full-width input is one channel
         return [tied[0]] * max(1, len(call.out_shapes))
 
 
@@ -171,6 +210,56 @@ class ConvRule(LayerRule):
             config["groups"] = width(call.inputs[0])
         return config
 
+    def _groups(self, call):
+        return int(call.config.get("groups", 1) or 1)
+
+    def map_channels(self, call, arrays, ctx):
+        if "depthwise" in call.meta:
+            return [ctx.repeat(call, arrays[0], call.meta["depthwise"])]
+        out = ctx.fresh(call, 0)
+        groups = self._groups(call)
+        if groups > 1:  # each conv group keeps the same number of channels
+            ctx.blocks(call, ("in", 0), arrays[0], groups)
+            ctx.blocks(call, ("out", 0), out, groups)
+        return [out]
+
+    def channel_weights(self, call, weights):
+        outs, ins = [], []
+        in_axis, out_axis = (-1, -2) if self.transpose else (-2, -1)
+        for name, w in zip(weight_names(call.layer), weights, strict=True):
+            if name == "bias":
+                outs.append(channel_rows(w, 0))
+            elif name == "kernel":
+                outs.append(channel_rows(w, out_axis))
+                if "depthwise" in call.meta:
+                    continue
+                groups = self._groups(call)
+                ins.append(channel_rows(w, in_axis) if groups == 1 else _grouped_in_rows(w, groups))
+        return {("out", 0): outs, ("in", 0): ins}
+
+    def slice_weights(self, call, weights, keep_in, keep_out):
+        ki, ko = keep_in[0], keep_out[0]
+        result = []
+        for name, w in zip(weight_names(call.layer), weights, strict=True):
+            if name == "bias":
+                result.append(np.take(w, ko, axis=0))
+            elif name != "kernel":
+                raise UnsupportedLayerError(
+                    f"Layer '{call.key}' ({call.class_name}) holds a weight {name!r} that "
+                    f"the '{self.name}' rule cannot slice. Expected only `kernel` and "
+                    "`bias` (register a rule with its own `slice_weights`). Received: "
+                    f"weights={weight_names(call.layer)}"
+                )
+            elif "depthwise" in call.meta:
+                result.append(np.take(w, ko, axis=-1))
+            elif self.transpose:
+                result.append(np.take(np.take(w, ko, axis=-2), ki, axis=-1))
+            elif self._groups(call) == 1:
+                result.append(np.take(np.take(w, ki, axis=-2), ko, axis=-1))
+            else:
+                result.append(_slice_grouped(call, w, ki, ko, self._groups(call)))
+        return result
+
 
 class DenseRule(ConvRule):
     """Dense: ``units`` sets the output width; leading axes multiply the MACs."""
@@ -214,6 +303,25 @@ class DepthwiseRule(LayerRule):
     params = ConvRule.params
     macs = ConvRule.macs
 
+    def map_channels(self, call, arrays, ctx):
+        return [ctx.repeat(call, arrays[0], int(call.config.get("depth_multiplier", 1)))]
+
+    def channel_weights(self, call, weights):
+        outs = []
+        for name, w in zip(weight_names(call.layer), weights, strict=True):
+            if name == "bias":
+                outs.append(channel_rows(w, 0))
+            else:  # (*k, C, multiplier): output channel c·multiplier + j
+                moved = np.moveaxis(np.asarray(w), (-2, -1), (0, 1))
+                outs.append(moved.reshape(moved.shape[0] * moved.shape[1], -1))
+        return {("out", 0): outs}
+
+    def slice_weights(self, call, weights, keep_in, keep_out):
+        return [
+            np.take(w, keep_out[0], axis=0) if name == "bias" else np.take(w, keep_in[0], axis=-2)
+            for name, w in zip(weight_names(call.layer), weights, strict=True)
+        ]
+
 
 class SeparableRule(ConvRule):
     """SeparableConv: depthwise (× depth_multiplier) then pointwise to ``filters``."""
@@ -227,3 +335,34 @@ class SeparableRule(ConvRule):
         return Poly.linear(call.inputs[0], k * dm) + Poly.product(
             call.inputs[0], call.outputs[0], dm
         )
+
+    def map_channels(self, call, arrays, ctx):
+        return [ctx.fresh(call, 0)]
+
+    def channel_weights(self, call, weights):
+        dm = int(call.config.get("depth_multiplier", 1))
+        outs, ins = [], []
+        for name, w in zip(weight_names(call.layer), weights, strict=True):
+            if name == "bias":
+                outs.append(channel_rows(w, 0))
+            elif name == "pointwise_kernel":
+                outs.append(channel_rows(w, -1))
+                rows = channel_rows(w, -2)  # one row per depthwise output c·dm + j
+                ins.append(rows.reshape(rows.shape[0] // dm, -1))
+            else:
+                ins.append(channel_rows(w, -2))
+        return {("out", 0): outs, ("in", 0): ins}
+
+    def slice_weights(self, call, weights, keep_in, keep_out):
+        dm = int(call.config.get("depth_multiplier", 1))
+        ki, ko = np.asarray(keep_in[0]), keep_out[0]
+        expanded = (ki[:, None] * dm + np.arange(dm)).reshape(-1)
+        result = []
+        for name, w in zip(weight_names(call.layer), weights, strict=True):
+            if name == "bias":
+                result.append(np.take(w, ko, axis=0))
+            elif name == "pointwise_kernel":
+                result.append(np.take(np.take(w, expanded, axis=-2), ko, axis=-1))
+            else:
+                result.append(np.take(w, ki, axis=-2))
+        return result

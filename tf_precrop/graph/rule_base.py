@@ -8,6 +8,8 @@ layer kind, in one place.
 import dataclasses
 import math
 
+import numpy as np
+
 from tf_precrop.errors import UnsupportedLayerError
 from tf_precrop.graph.expr import ZERO, LinearExpr, Poly
 
@@ -66,7 +68,13 @@ class LayerRule:
       the rule to score it). :attr:`homogeneous` is ``False`` for layers whose
       output is not of degree one in their inputs (gates, divisions), which
       rules out SynFlow's exact power-of-two rescaling;
-    * rebuild: :meth:`rebuild` returns the layer config at new widths.
+    * rebuild: :meth:`rebuild` returns the layer config at new widths;
+    * pruning trained models (:func:`tf_precrop.prune`): :meth:`map_channels`
+      says which input channel reaches which output channel,
+      :meth:`channel_weights` gives the per-channel weight slices that
+      importance scores and :meth:`slice_weights` keeps the chosen channels'
+      weights. A rule without them makes ``prune`` stop with an error naming
+      the layer and the method.
 
     Example:
 
@@ -99,6 +107,44 @@ class LayerRule:
 
     def rebuild(self, layer, config, call, width):
         return config
+
+    # ------------------------------------------------- pruning trained models
+    # tf_precrop.prune keeps chosen channels of a trained model. Three methods
+    # of the rule tell it how (see tf_precrop/prune/):
+    #
+    # * map_channels(call, arrays, ctx): how the layer moves channels, on numpy
+    #   arrays holding one id per channel (``ctx.fresh`` for channels the layer
+    #   creates, ``ctx.union`` for channels it combines element-wise);
+    # * channel_weights(call, weights): per input/output, the per-channel
+    #   slices of the weights (rows of 2-D arrays) that importance scores;
+    # * slice_weights(call, weights, keep_in, keep_out): the weights keeping
+    #   only input channels ``keep_in[i]`` and output channels ``keep_out[j]``.
+    def map_channels(self, call, arrays, ctx):
+        """Channel ids of each output from those of each input (see tf_precrop.prune)."""
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) cannot be pruned with its weights: "
+            f"its rule '{self.name}' ({type(self).__name__}) does not implement "
+            "`map_channels(call, arrays, ctx)`, so tf_precrop.prune cannot tell which "
+            "input channels reach which output channels. Expected a rule that "
+            "implements it (subclass PassThroughRule, ElementwiseRule, ConvRule...). "
+            f"Received: rule={type(self).__name__}"
+        )
+
+    def channel_weights(self, call, weights):
+        """``{("in"|"out", i): [2-D arrays, one row per channel]}`` for importance."""
+        return {}
+
+    def slice_weights(self, call, weights, keep_in, keep_out):
+        """The layer's weights (``layer.weights`` order) keeping the given channels."""
+        if not weights:
+            return []
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) holds weights but its rule "
+            f"'{self.name}' ({type(self).__name__}) does not implement "
+            "`slice_weights(call, weights, keep_in, keep_out)`, so tf_precrop.prune "
+            "cannot keep its trained weights. Expected a rule that implements it. "
+            f"Received: weights={[tuple(w.shape) for w in weights]}"
+        )
 
     def is_homogeneous(self, operation):
         """Whether ``operation``'s output is of degree one in its inputs."""
@@ -195,3 +241,70 @@ def _reject_grouped(call, expr):
     """Raises unless ``expr`` is a plain channel expression (see _single_input)."""
     if isinstance(expr, GroupedView):
         _single_input(dataclasses.replace(call, inputs=[expr]))
+
+
+def weight_names(layer):
+    """Bare names of ``layer.weights`` (``kernel``, ``bias``, ``gamma``...), in order."""
+    return [_variable_name(v) for v in layer.weights]
+
+
+def channel_rows(array, axis):
+    """``array`` as a 2-D array with one row per index of ``axis``."""
+    moved = np.moveaxis(np.asarray(array), axis, 0)
+    return moved.reshape(moved.shape[0], -1)
+
+
+def channelwise_slice(call, weights, keep):
+    """Per-channel weights (last axis = the input width) keep ``keep``; others stay."""
+    channels = call.in_shapes[0][-1] if call.in_shapes else None
+    return [
+        np.take(w, keep, axis=-1) if np.ndim(w) and np.shape(w)[-1] == channels else w
+        for w in weights
+    ]
+
+
+def is_identity(keep, width):
+    return len(keep) == width and bool(np.all(np.asarray(keep) == np.arange(width)))
+
+
+def _grouped_in_rows(kernel, groups):
+    """Rows of a grouped kernel ``(*k, C_in/g, C_out)``, one per input channel."""
+    w = np.asarray(kernel)
+    w = w.reshape(w.shape[:-1] + (groups, w.shape[-1] // groups))
+    w = np.moveaxis(w, [-2, -3], [0, 1])  # (g, C_in/g, *k, C_out/g)
+    return w.reshape(w.shape[0] * w.shape[1], -1)
+
+
+def _slice_grouped(call, kernel, keep_in, keep_out, groups):
+    """Keeps channels of a grouped conv: each group keeps its own kept channels."""
+    c_in, c_out = call.in_shapes[0][-1], call.out_shapes[0][-1]
+    n_in, n_out = len(keep_in) // groups, len(keep_out) // groups
+    parts = []
+    for g in range(groups):
+        ins = np.asarray(keep_in[g * n_in : (g + 1) * n_in])
+        outs = np.asarray(keep_out[g * n_out : (g + 1) * n_out])
+        lo_in, lo_out = g * (c_in // groups), g * (c_out // groups)
+        if (
+            len(keep_in) % groups
+            or len(keep_out) % groups
+            or np.any((ins < lo_in) | (ins >= lo_in + c_in // groups))
+            or np.any((outs < lo_out) | (outs >= lo_out + c_out // groups))
+        ):
+            raise UnsupportedLayerError(
+                f"Grouped conv '{call.key}' ({groups} groups) would mix channels across "
+                "its groups: the kept channels of conv group "
+                f"{g} do not all come from that group. Expected equal counts of kept "
+                f"channels per group. Received: keep_in={list(ins)[:8]}, "
+                f"keep_out={list(outs)[:8]}"
+            )
+        parts.append(np.take(np.take(kernel, ins - lo_in, axis=-2), outs, axis=-1))
+    return np.concatenate(parts, axis=-1)
+
+
+def _split(call, array, n):
+    if len(array) % n:
+        raise UnsupportedLayerError(
+            f"Layer '{call.key}' ({call.class_name}) splits {len(array)} channels into "
+            f"{n} parts. Expected a multiple of {n}. Received: channels={len(array)}"
+        )
+    return list(np.split(array, n))

@@ -16,6 +16,7 @@ from tf_precrop.graph.rule_base import (
     _prod,
     _reject_grouped,
     _single_input,
+    _split,
     _static,
 )
 
@@ -36,6 +37,12 @@ class ConcatenateRule(LayerRule):
             return [total]
         return ElementwiseRule().propagate(call, ctx)
 
+    def map_channels(self, call, arrays, ctx):
+        rank = len(call.out_shapes[0]) + 1
+        if int(call.config.get("axis", -1)) % rank == rank - 1:
+            return [ctx.concat(call, arrays)]
+        return ElementwiseRule().map_channels(call, arrays, ctx)
+
 
 class FlattenRule(LayerRule):
     """Flatten: the output width is ``spatial size × channels``."""
@@ -45,6 +52,10 @@ class FlattenRule(LayerRule):
     def propagate(self, call, ctx):
         expr = _single_input(call)
         return [expr.scale(_prod(_static(call, call.in_shapes[0][:-1], "input")))]
+
+    def map_channels(self, call, arrays, ctx):
+        # Flattened index s·C + c is channel c at position s.
+        return [ctx.tile(call, arrays[0], _prod(call.in_shapes[0][:-1]))]
 
 
 class ReshapeRule(LayerRule):
@@ -104,6 +115,19 @@ class ReshapeRule(LayerRule):
             target[-2:] = [groups, inner] if call.meta["order"] == "gc" else [inner, groups]
         return {**config, "target_shape": tuple(int(t) for t in target)}
 
+    def map_channels(self, call, arrays, ctx):
+        (array,) = arrays
+        case = call.meta["case"]
+        if case == "flatten":
+            return [ctx.tile(call, array, _prod(call.in_shapes[0][:-1]))]
+        if case == "split":  # a 2-D array of ids: (groups, C/groups) or its swap
+            groups = call.meta["groups"]
+            gc = call.meta["order"] == "gc"
+            return [array.reshape(groups, -1) if gc else array.reshape(-1, groups)]
+        if case == "merge":
+            return [array.reshape(-1)]
+        return [array]
+
 
 class PermuteRule(LayerRule):
     """Permute that keeps the channel axis last, or swaps a shuffle's two axes."""
@@ -128,6 +152,11 @@ class PermuteRule(LayerRule):
         )
 
 
+    def map_channels(self, call, arrays, ctx):
+        (array,) = arrays
+        return [array.T if array.ndim == 2 else array]
+
+
 class ChannelSplitRule(LayerRule):
     """tf_precrop ChannelSplit: each part is 1/num_splits of the input width."""
 
@@ -149,6 +178,11 @@ class ChannelSplitRule(LayerRule):
         ctx.require_multiple(expr, n, call.key)
         return [expr.scale(Fraction(1, n))] * n
 
+    def map_channels(self, call, arrays, ctx):
+        n = int(call.config["num_splits"])
+        ctx.blocks(call, ("in", 0), arrays[0], n)  # every part keeps its share
+        return _split(call, arrays[0], n)
+
 
 class ChannelShuffleRule(PassThroughRule):
     """tf_precrop ChannelShuffle: width unchanged, divisible by ``groups``."""
@@ -159,6 +193,10 @@ class ChannelShuffleRule(PassThroughRule):
         (out,) = super().propagate(call, ctx)[:1]
         ctx.require_multiple(out, int(call.config["groups"]), call.key)
         return [out]
+
+    def map_channels(self, call, arrays, ctx):
+        # (..., g, C/g) transposed to (..., C/g, g): a permutation of the ids.
+        return [arrays[0].reshape(int(call.config["groups"]), -1).T.reshape(-1)]
 
 
 class LayerScaleRule(PassThroughRule):
@@ -193,6 +231,10 @@ class GroupNormalizationRule(PassThroughRule):
         outs = super().propagate(call, ctx)
         ctx.require_multiple(outs[0], int(call.config.get("groups", 32)), call.key)
         return outs
+
+    def map_channels(self, call, arrays, ctx):
+        ctx.blocks(call, ("in", 0), arrays[0], int(call.config.get("groups", 32)))
+        return super().map_channels(call, arrays, ctx)
 
 
 class OperationRule(LayerRule):
@@ -238,6 +280,31 @@ class OperationRule(LayerRule):
 
     def params(self, call, ctx):
         return ZERO
+
+    def map_channels(self, call, arrays, ctx):
+        # The same cases as `propagate`, on channel ids.
+        if any(getattr(c, "ndim", 0) >= 1 and getattr(c, "size", 1) > 1 for c in call.constants):
+            return FixedRule().map_channels(call, arrays, ctx)
+        op, name = call.layer, call.class_name
+        axis = getattr(op, "axis", None)
+        rank = len(call.in_shapes[0]) + 1 if call.in_shapes else 0
+        on_channels = axis is not None and not isinstance(axis, (list, tuple)) and (
+            int(axis) % rank == rank - 1
+        )
+        if name == "Concatenate" and axis is not None:
+            if on_channels:
+                return [ctx.concat(call, arrays)]
+            return ElementwiseRule().map_channels(call, arrays, ctx)
+        if name == "Split" and on_channels:
+            sections = getattr(op, "indices_or_sections", None)
+            if isinstance(sections, int):
+                return _split(call, arrays[0], sections)
+            return FixedRule().map_channels(call, arrays, ctx)
+        if name in self.REDUCTIONS and axis is not None:
+            axes = axis if isinstance(axis, (list, tuple)) else [axis]
+            if (rank - 1) not in [int(a) % rank for a in axes]:
+                return [arrays[0]] * max(1, len(call.out_shapes))
+        return ElementwiseRule().map_channels(call, arrays, ctx)
 
     #: Reductions that keep the channel axis when they run over other axes.
     REDUCTIONS = frozenset({"Mean", "Max", "Min", "Sum"})
@@ -298,6 +365,11 @@ class LambdaRule(LayerRule):
 
     def params(self, call, ctx):
         return ZERO
+
+    def map_channels(self, call, arrays, ctx):
+        if call.outputs and call.outputs[0] in call.inputs:  # probed element-wise
+            return ElementwiseRule().map_channels(call, arrays, ctx)
+        return FixedRule().map_channels(call, arrays, ctx)
 
 
 def _probe_lambda(call, factor):

@@ -1,0 +1,15 @@
+"""Pruning trained models: :func:`prune` keeps the weights of the channels it keeps.
+
+Modules: :mod:`~tf_precrop.prune.channels` (which original channel each kept
+channel is), :mod:`~tf_precrop.prune.importance` (channel scores),
+:mod:`~tf_precrop.prune.selection` (which channels per group; widths from
+importance), :mod:`~tf_precrop.prune.slicing` (copies the kept weights),
+:mod:`~tf_precrop.prune.budget` (budget widths the kept channels can follow),
+:mod:`~tf_precrop.prune.api` (:func:`prune`), :mod:`~tf_precrop.prune.cli`
+(the ``tf-precrop prune`` command).
+"""
+
+from tf_precrop.prune.api import DEFAULT_WIDTHS_FROM, WIDTHS_FROM, prune
+from tf_precrop.prune.importance import CRITERIA, DEFAULT_IMPORTANCE
+
+__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "DEFAULT_WIDTHS_FROM", "WIDTHS_FROM", "prune"]
