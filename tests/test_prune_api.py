@@ -273,3 +273,30 @@ def test_keras_applications_prune(name):
     pruned = tf_precrop.prune(model, widths=0.5)
     assert pruned.count_params() == tf_precrop.profile(model, 0.5).params
     assert pruned(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 10)
+
+
+def test_the_prune_verb_of_the_cli_keeps_weights_and_exports_a_verified_tflite(tmp_path, capsys):
+    from tf_precrop.cli import main
+
+    model = randomize(_bn_model())
+    path = tmp_path / "trained.keras"
+    model.save(path)
+    out = tmp_path / "small.keras"
+    assert main(["prune", str(path), "--widths", '{"c": 2}', "--out", str(out), "--tflite"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "small.tflite" in printed and "verified" in printed
+    small = keras.saving.load_model(out)
+    assert small.get_layer("c").filters == 2
+    assert (tmp_path / "small.tflite").stat().st_size > 0
+    # Kept channels keep their trained weights: each kept filter is one of the
+    # original filters (in index order), and the BatchNorm and the dense layer
+    # keep the same channels.
+    kernel = model.get_layer("c").kernel.numpy()
+    kept = small.get_layer("c").kernel.numpy()
+    idx = [int(np.flatnonzero(np.all(kernel == kept[..., [j]], axis=(0, 1, 2)))[0])
+           for j in range(kept.shape[-1])]
+    assert len(idx) == 2 and idx == sorted(idx)
+    np.testing.assert_array_equal(small.get_layer("bn").get_weights()[0],
+                                  model.get_layer("bn").get_weights()[0][idx])
+    np.testing.assert_array_equal(small.get_layer("out").kernel.numpy(),
+                                  model.get_layer("out").kernel.numpy()[idx])

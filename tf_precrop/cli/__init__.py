@@ -1,8 +1,9 @@
-"""``tf-precrop`` command line: crop, profile, bench and train from a shell.
+"""``tf-precrop`` command line: crop, prune, profile, bench and train from a shell.
 
 Examples::
 
     tf-precrop crop MobileNetV2 --target 0.3 --budget macs --tflite --out out/
+    tf-precrop prune trained.keras --target 0.5 --budget macs --importance l1
     tf-precrop profile resnet20
     tf-precrop bench out/MobileNetV2_precrop.tflite
     tf-precrop crop model.keras --target 0.5 --method synflow --quantize int8 \
@@ -44,6 +45,7 @@ from tf_precrop.cli.commands import (
     _cmd_train,
     load_model,  # noqa: F401 - public: the model behind a MODEL argument
 )
+from tf_precrop.prune.cli import add_prune_command, run_prune
 
 EXIT_ERROR = 2
 
@@ -140,7 +142,8 @@ def _parser():
     train.add_argument("--data", default="auto", help="'auto', 'keras', or the CIFAR-10 zip/folder")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="precrop_train", help="log and checkpoint folder")
-    parser.commands = {"crop": crop, "profile": prof, "bench": bench, "train": train}
+    prune = add_prune_command(sub)
+    parser.commands = {"crop": crop, "profile": prof, "bench": bench, "train": train, "prune": prune}
     return parser
 
 
@@ -162,7 +165,11 @@ def _check_args(parser, args):
         )
 
 
-COMMANDS = {"crop": _cmd_crop, "profile": _cmd_profile, "bench": _cmd_bench, "train": _cmd_train}
+COMMANDS = {
+    "crop": _cmd_crop, "profile": _cmd_profile, "bench": _cmd_bench, "train": _cmd_train,
+    "prune": run_prune,
+}
+
 
 def main(argv=None):
     parser = _parser()

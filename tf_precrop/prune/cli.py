@@ -52,6 +52,10 @@ def add_prune_command(subparsers):
     p.add_argument("--round-to", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output .keras file (default: MODEL_pruned.keras)")
+    p.add_argument(
+        "--tflite", action="store_true",
+        help="also export the pruned model to a LiteRT-verified fp32 .tflite beside --out",
+    )
     return p
 
 
@@ -115,12 +119,21 @@ def run_prune(args):
         pruned = tf_precrop.prune(model, widths=_widths(args.widths), **options)
     else:
         pruned = tf_precrop.prune(model, args.target, **options)
+    from tf_precrop._io import atomic_path
+
     out = args.out or f"{os.path.splitext(os.path.basename(args.model))[0]}_pruned.keras"
-    pruned.save(out)
+    with atomic_path(out) as tmp:  # a failed save leaves `out` as it was
+        pruned.save(tmp + ".keras")  # Keras insists on the suffix
+        os.replace(tmp + ".keras", tmp)
     before, after = tf_precrop.profile(model), tf_precrop.profile(pruned)
     print(
         f"{model.name}: params {before.params:,} -> {after.params:,} "
         f"({after.params / before.params:.1%}), MACs {before.macs:,} -> {after.macs:,} "
         f"({after.macs / max(before.macs, 1):.1%}); wrote {out}"
     )
+    if getattr(args, "tflite", False):
+        path = os.path.splitext(out)[0] + ".tflite"
+        result = tf_precrop.export_tflite(pruned, path)
+        print(f"wrote {path} ({result.size_bytes / 1e6:.2f} MB, verified: max abs error "
+              f"{result.max_abs_error:.2e})")
     return 0
