@@ -124,7 +124,7 @@ def header(stem, title, intro):
                             "or set INSTALL_SOURCE to a pip requirement for it."
                         ) from None
 
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet: no TensorFlow C++ log lines
             os.environ.setdefault("KERAS_BACKEND", "tensorflow")
             import tensorflow as tf
 
