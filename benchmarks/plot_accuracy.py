@@ -6,6 +6,11 @@ dashed line.
 
     python benchmarks/plot_accuracy.py             # writes docs/img/cifar_accuracy.png
     python benchmarks/plot_accuracy.py --markdown  # and prints the table of docs/results.md
+    python benchmarks/plot_accuracy.py --recipe cpu --out docs/img/cifar_accuracy_cpu15.png \
+        --markdown --paired                        # the full CPU schedule, with paired differences
+
+``--recipe`` picks the schedule (``short``: the 8-epoch subset runs; ``cpu``: the
+15-epoch, 45,000-image recipe); rows of other schedules are left out.
 """
 
 import argparse
@@ -73,17 +78,60 @@ def markdown_table(runs):
     return "\n".join(lines)
 
 
+#: Paired comparisons: (PreCrop variant, budget, compression) against (baseline, budget).
+PAIRS = (
+    ("precrop_synexp", "macs", 10.0, "uniform_width", "macs"),
+    ("precrop_synexp", "macs", 20.0, "uniform_width", "macs"),
+    ("precrop_synexp", "params", 10.0, "synflow_masked", "params"),
+    ("precrop_synexp", "params", 20.0, "synflow_masked", "params"),
+    ("precrop_synexp", "macs", 20.0, "synflow_masked", "params"),  # the issue's 20x cells
+)
+
+
+def paired_table(runs, model="resnet20"):
+    """Per-seed differences PreCrop − baseline (points), and how many seeds PreCrop is ahead.
+
+    A seed is the same init RNG, data order and augmentation in both runs, so each
+    difference compares the two methods with everything else equal.
+    """
+    acc = {(r["variant"], r["budget"], r["compress"], r["seed"]): r["val_accuracy"]
+           for r in runs if r.get("model", "resnet20") == model}
+    lines = [
+        "| comparison | compression | per-seed difference (points) | mean | seeds ahead |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, budget, compress, base, base_budget in PAIRS:
+        seeds = sorted(s for (v, b, c, s) in acc if (v, b, c) == (variant, budget, compress)
+                       and (base, base_budget, compress, s) in acc)
+        if not seeds:
+            continue
+        diffs = [100 * (acc[(variant, budget, compress, s)] - acc[(base, base_budget, compress, s)])
+                 for s in seeds]
+        per_seed = " / ".join(f"{d:+.1f} (s{s})" for d, s in zip(diffs, seeds, strict=True))
+        ahead = sum(d > 0 for d in diffs)
+        lines.append(
+            f"| PreCrop ({budget}) − {LABELS[base]} ({base_budget}) | {compress:g}× | {per_seed} "
+            f"| {statistics.mean(diffs):+.1f} | {ahead} of {len(diffs)} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="benchmarks/results/cifar_accuracy.json")
     parser.add_argument("--out", default="docs/img/cifar_accuracy.png")
     parser.add_argument("--markdown", action="store_true", help="also print the results table")
+    parser.add_argument("--recipe", default="short", choices=["short", "cpu", "paper"],
+                        help="the training schedule whose rows are shown")
+    parser.add_argument("--paired", action="store_true", help="also print the paired differences")
     args = parser.parse_args(argv)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     with open(args.results, encoding="utf-8") as f:
-        runs = json.load(f)["runs"]
+        runs = [r for r in json.load(f)["runs"] if r.get("recipe", "short") == args.recipe]
+    if not runs:
+        raise SystemExit(f"no runs of recipe {args.recipe!r} in {args.results}")
     panels, dense = group_runs(runs)
     keys = sorted(panels, key=lambda k: (k[0], ("params", "macs").index(k[1])))
     fig = Figure(figsize=(5.2 * len(keys), 5.2))
@@ -108,7 +156,8 @@ def main(argv=None):
                 ax.annotate(f"n={len(points[x0])}", (x, m), textcoords="offset points", xytext=(4, -9), fontsize=6,
                             color=colors[variant])
         if dense.get(model):
-            handles["dense (8-epoch schedule)"] = ax.axhline(
+            schedule = "8-epoch" if args.recipe == "short" else f"{runs[0]['epochs']}-epoch"
+            handles[f"dense ({schedule} schedule)"] = ax.axhline(
                 statistics.mean(dense[model]), color="#d1495b", ls="--"
             )
         ax.set_xscale("log")
@@ -128,6 +177,8 @@ def main(argv=None):
     print(f"wrote {args.out}")
     if args.markdown:
         print(markdown_table(runs))
+    if args.paired:
+        print(paired_table(runs))
     return 0
 
 
