@@ -167,7 +167,7 @@ class TrainConfig:
 RECIPES = {
     "paper": TrainConfig(),
     "cpu": TrainConfig(
-        epochs=15, batch_size=256, lr=0.1, schedule="cosine", warmup_epochs=1,
+        epochs=20, batch_size=128, lr=0.1, schedule="cosine", warmup_epochs=1,
         label_smoothing=0.1, nesterov=True,
     ),
 }
@@ -178,13 +178,13 @@ def recipe(name, **changes):
 
     * ``"paper"``: the 160-epoch step schedule of the pruning-at-init papers
       (the :class:`TrainConfig` defaults). For a GPU or Colab.
-    * ``"cpu"``: the 15-epoch schedule on which dense ResNet-20 reaches >= 85%
-      CIFAR-10 validation accuracy on 45,000 training images, on two CPU
-      cores (docs/results.md). Batch 256 (lr 0.2 by the linear scaling rule),
-      one warm-up epoch then cosine decay to 0, Nesterov momentum, label
-      smoothing 0.1, weight decay 5e-4, pad-crop-flip augmentation. A short
-      schedule needs the warm-up and the cosine tail; label smoothing keeps the
-      last epochs from over-fitting the small models less than the dense one.
+    * ``"cpu"``: the short schedule for two CPU cores, meant to bring dense
+      ResNet-20 to >= 85% CIFAR-10 validation accuracy on 45,000 training
+      images (docs/results.md): 20 epochs at batch 128 (lr 0.1), one warm-up
+      epoch then cosine decay to 0, Nesterov momentum, label smoothing 0.1,
+      weight decay 5e-4, pad-crop-flip augmentation. A short schedule needs
+      the warm-up and the cosine tail. The first version, 15 epochs at batch
+      256 (half the steps), stopped at 84.6% (seed 0), below the bar.
 
     Args:
         name: ``"paper"`` or ``"cpu"``.
@@ -197,7 +197,7 @@ def recipe(name, **changes):
 
     >>> config = recipe("cpu", seed=1)
     >>> config.epochs, config.peak_lr, config.seed
-    (15, 0.2, 1)
+    (20, 0.1, 1)
     """
     if name not in RECIPES:
         raise ValueError(
