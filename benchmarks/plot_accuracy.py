@@ -6,11 +6,11 @@ dashed line.
 
     python benchmarks/plot_accuracy.py             # writes docs/img/cifar_accuracy.png
     python benchmarks/plot_accuracy.py --markdown  # and prints the table of docs/results.md
-    python benchmarks/plot_accuracy.py --recipe cpu --out docs/img/cifar_accuracy_cpu15.png \
+    python benchmarks/plot_accuracy.py --recipe cpu --epochs 20 --out docs/img/cifar_accuracy_cpu20.png \
         --markdown --paired                        # the full CPU schedule, with paired differences
 
-``--recipe`` picks the schedule (``short``: the 8-epoch subset runs; ``cpu``: the
-15-epoch, 45,000-image recipe); rows of other schedules are left out.
+``--recipe`` (and ``--epochs``) pick the schedule (``short``: the 8-epoch subset
+runs; ``cpu``: the 45,000-image CPU recipe); rows of other schedules are left out.
 """
 
 import argparse
@@ -123,13 +123,17 @@ def main(argv=None):
     parser.add_argument("--markdown", action="store_true", help="also print the results table")
     parser.add_argument("--recipe", default="short", choices=["short", "cpu", "paper"],
                         help="the training schedule whose rows are shown")
+    parser.add_argument("--epochs", type=int, default=None, help="only runs of this many epochs")
     parser.add_argument("--paired", action="store_true", help="also print the paired differences")
     args = parser.parse_args(argv)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     with open(args.results, encoding="utf-8") as f:
-        runs = [r for r in json.load(f)["runs"] if r.get("recipe", "short") == args.recipe]
+        runs = [
+            r for r in json.load(f)["runs"]
+            if r.get("recipe", "short") == args.recipe and args.epochs in (None, r["epochs"])
+        ]
     if not runs:
         raise SystemExit(f"no runs of recipe {args.recipe!r} in {args.results}")
     panels, dense = group_runs(runs)

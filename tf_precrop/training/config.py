@@ -2,7 +2,7 @@
 
 :class:`TrainConfig` holds one training run's hyper-parameters (immutable,
 JSON-able); :data:`RECIPES` and :func:`recipe` name the two standard ones
-(``"paper"``: 160 epochs, ``"cpu"``: 15 epochs).
+(``"paper"``: 160 epochs, ``"cpu"``: 20 epochs).
 """
 
 import dataclasses
