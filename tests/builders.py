@@ -490,9 +490,10 @@ def independent_macs(model):
             continue
         if type(layer).__name__ not in _KERNEL_LAYERS:
             continue
+        from tf_precrop.backend import line_of  # node access only; no cost formulas
+
+        line = line_of(layer)
         for node in layer._inbound_nodes:
-            ins = getattr(node, "input_tensors", None) or node.keras_inputs
-            outs = node.outputs
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            ins, outs = line.node_inputs(node), line.node_outputs(node)
             total += call_macs(layer, tuple(ins[0].shape), tuple(outs[0].shape))
     return total
