@@ -709,7 +709,109 @@ def qat():
     return stem, cells
 
 
-NOTEBOOKS = (quickstart, cifar_comparison, deploy, qat)
+
+# ------------------------------------------------------------- 05 prune
+def prune_trained():
+    stem = "05_prune_trained_model"
+    cells = header(
+        stem,
+        "Prune a trained model and keep its weights",
+        """
+        `tf_precrop.crop` rebuilds a model with fresh weights (pruning at initialisation).
+        `tf_precrop.prune` starts from a **trained** model: it chooses which channels to keep
+        in every channel group (residual adds, concatenations and SE gates keep consistent
+        indices), copies their trained weights, and returns a smaller dense model that needs
+        only a short fine-tune. This notebook trains ResNet-20, prunes it to half its MACs by
+        L1 importance, fine-tunes it, compares it with PreCrop trained from scratch for the
+        same total epochs, and exports the pruned model to an int8 TFLite file calibrated on
+        real training images and verified on held-back validation images.
+
+        FAST mode trains on 400 images (of the 500 that ship with the package, so it runs
+        offline) for one epoch per stage; set `EPOCHS` higher on a GPU.
+        """,
+    )
+    cells += [
+        code(
+            """
+            import numpy as np
+
+            import tf_precrop
+            from tf_precrop.data import load_cifar10, train_val_split
+            from tf_precrop.models import resnet20
+            from tf_precrop.training import TrainConfig, evaluate, train
+
+            EPOCHS = 1 if FAST else 20          # dense training
+            FINETUNE = 1 if FAST else 5         # after pruning
+            (x, y), _ = load_cifar10("auto", limit=500 if FAST else None, verbose=0)
+            (x_train, y_train), (x_val, y_val) = train_val_split(x, y, val_size=100 if FAST else 5000)
+
+            dense = resnet20(normalize=True)
+            train(dense, (x_train, y_train), (x_val, y_val), verbose=0,
+                  config=TrainConfig(epochs=EPOCHS, schedule="cosine", seed=0))
+            dense_acc = evaluate(dense, x_val, y_val)
+            print(f"dense: {dense.count_params():,} params, val accuracy {dense_acc:.3f}")
+            """
+        ),
+        md(
+            """
+            ## 1. Prune to half the MACs, keeping the trained weights
+
+            `importance="l1"` ranks each channel by the mean |w| of every weight slice coupled to
+            it (its filters, the next layers' input rows); zero channels go first, ties keep
+            the lower index. The input model is not modified.
+            """
+        ),
+        code(
+            """
+            pruned = tf_precrop.prune(dense, 0.5, budget="macs", importance="l1")
+            before, after = tf_precrop.profile(dense), tf_precrop.profile(pruned)
+            print(f"MACs {before.macs:,} -> {after.macs:,} ({after.macs / before.macs:.1%})")
+            pruned_acc = evaluate(pruned, x_val, y_val)
+            train(pruned, (x_train, y_train), (x_val, y_val), verbose=0,
+                  config=TrainConfig(epochs=FINETUNE, lr=0.01, schedule="cosine", seed=0))
+            finetuned_acc = evaluate(pruned, x_val, y_val)
+            print(f"pruned: {pruned_acc:.3f} before fine-tuning, {finetuned_acc:.3f} after")
+            """
+        ),
+        md(
+            """
+            ## 2. Against PreCrop from scratch at the same MACs and total epochs
+            """
+        ),
+        code(
+            """
+            scratch = tf_precrop.crop(resnet20(normalize=True), 0.5, budget="macs", seed=0)
+            train(scratch, (x_train, y_train), (x_val, y_val), verbose=0,
+                  config=TrainConfig(epochs=EPOCHS + FINETUNE, schedule="cosine", seed=0))
+            scratch_acc = evaluate(scratch, x_val, y_val)
+            print(f"PreCrop from scratch ({EPOCHS + FINETUNE} epochs): {scratch_acc:.3f}")
+            """
+        ),
+        md(
+            """
+            ## 3. int8 TFLite, calibrated on real images, verified on held-back ones
+            """
+        ),
+        code(
+            """
+            calibration = x_train[:256].astype("float32")
+            held_back = x_val[:64].astype("float32")
+            export = tf_precrop.export_tflite(
+                pruned, "resnet20_pruned_int8.tflite", quantize="int8",
+                representative_data=calibration, verification_data=held_back,
+                num_verify_samples=len(held_back),
+            )
+            print("written and verified:", export.size_bytes, "bytes;",
+                  f"decisive top-1 agreement {export.decisive_top1_agreement:.3f}")
+            print("DONE", f"dense={dense_acc:.3f} pruned={pruned_acc:.3f} finetuned={finetuned_acc:.3f}",
+                  f"scratch={scratch_acc:.3f} macs_ratio={after.macs / before.macs:.3f}")
+            """
+        ),
+    ]
+    return stem, cells
+
+
+NOTEBOOKS = (quickstart, cifar_comparison, deploy, qat, prune_trained)
 
 
 def build(stem, cells):
