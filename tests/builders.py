@@ -482,6 +482,8 @@ def call_macs(layer, in_shape, out_shape):
 
 def independent_macs(model):
     """Total MACs of ``model`` per example: every call of every kernel layer, nested models too."""
+    from tf_precrop.backend import line_of  # node access only; no cost formulas
+
     total = 0
     for layer in model.layers:
         if hasattr(layer, "layers") and hasattr(layer, "inputs"):  # a nested model
@@ -490,10 +492,45 @@ def independent_macs(model):
             continue
         if type(layer).__name__ not in _KERNEL_LAYERS:
             continue
-        from tf_precrop.backend import line_of  # node access only; no cost formulas
-
         line = line_of(layer)
         for node in layer._inbound_nodes:
             ins, outs = line.node_inputs(node), line.node_outputs(node)
             total += call_macs(layer, tuple(ins[0].shape), tuple(outs[0].shape))
     return total
+
+
+# ------------------------------------------------------------ the compatibility sweep
+#: One keras.applications model per family (Keras 3), and tf_keras RegNet (only there):
+#: the CI subset of benchmarks/compat_sweep.py (tests/test_sweep.py, tests/test_mac_count.py).
+SWEEP_CASES = [
+    ("ResNet50", "keras3"),
+    ("ResNet50V2", "keras3"),
+    ("MobileNet", "keras3"),
+    ("MobileNetV2", "keras3"),
+    ("MobileNetV3Small", "keras3"),
+    ("EfficientNetB0", "keras3"),
+    ("EfficientNetV2B0", "keras3"),
+    ("DenseNet121", "keras3"),
+    ("Xception", "keras3"),
+    ("InceptionV3", "keras3"),
+    ("NASNetMobile", "keras3"),
+    ("ConvNeXtTiny", "keras3"),
+    ("VGG16", "keras3"),
+    ("RegNetX002", "tf_keras"),
+]
+
+
+def compat_sweep():
+    """``benchmarks/compat_sweep.py`` imported as a module (its ``build``, ``check_model``...)."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    if "compat_sweep" in sys.modules:
+        return sys.modules["compat_sweep"]
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "compat_sweep.py"
+    spec = importlib.util.spec_from_file_location("compat_sweep", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compat_sweep"] = module
+    spec.loader.exec_module(module)
+    return module

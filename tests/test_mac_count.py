@@ -8,9 +8,6 @@ depthwise, separable and dense kernels per example (bias, BN, activations and
 merges count zero), as documented in :mod:`tf_precrop.profile`.
 """
 
-import importlib.util
-import pathlib
-
 import builders
 import pytest
 
@@ -21,16 +18,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning:keras"),
 ]
 
-_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "compat_sweep.py"
-_spec = importlib.util.spec_from_file_location("compat_sweep_for_macs", _SCRIPT)
-compat_sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compat_sweep)
-
-MODELS = [
-    "ResNet50", "ResNet50V2", "MobileNet", "MobileNetV2", "MobileNetV3Small", "EfficientNetB0",
-    "EfficientNetV2B0", "DenseNet121", "Xception", "InceptionV3", "NASNetMobile",
-    "ConvNeXtTiny", "VGG16",
-]
+compat_sweep = builders.compat_sweep()
+MODELS = [name for name, line in builders.SWEEP_CASES if line == "keras3"]
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -227,18 +227,7 @@ def test_grouped_conv_keeps_per_group():
 
 
 def test_nested_model():
-    k = _k("keras3")
-    t = k.Input((8, 8, 5), name="inner_in")
-    u = k.layers.Conv2D(8, 3, padding="same", name="i1")(t)
-    u = k.layers.ReLU(name="i_relu")(u)
-    u = k.layers.Conv2D(12, 3, padding="same", name="i2")(u)
-    inner = k.Model(t, u, name="inner")
-    x = k.Input((8, 8, 3), name="image")
-    y = k.layers.Conv2D(5, 1, name="pre")(x)
-    y = inner(y)
-    y = k.layers.Conv2D(6, 1, name="post")(y)
-    y = k.layers.GlobalAveragePooling2D(name="gap")(y)
-    model = k.Model(x, k.layers.Dense(10, name="out")(y))
+    model = builders.nested_functional("keras3")
     randomize(model)
     zero_out(model, "pre", [2])
     zero_in(model, "inner/i1", [2])

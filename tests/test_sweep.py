@@ -13,9 +13,7 @@ InceptionResNetV2, MobileNetV3Large, RegNetY002) run in the script only — see
 docs/compatibility.md for the full table.
 """
 
-import importlib.util
-import pathlib
-
+import builders
 import pytest
 
 pytestmark = [
@@ -26,28 +24,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:tf_keras"),
 ]
 
-_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "compat_sweep.py"
-_spec = importlib.util.spec_from_file_location("compat_sweep", _SCRIPT)
-compat_sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compat_sweep)
+compat_sweep = builders.compat_sweep()
 
 #: One model per family (Keras 3), and a few tf_keras ones (RegNet exists only there).
-CASES = [
-    ("ResNet50", "keras3"),
-    ("ResNet50V2", "keras3"),
-    ("MobileNet", "keras3"),
-    ("MobileNetV2", "keras3"),
-    ("MobileNetV3Small", "keras3"),
-    ("EfficientNetB0", "keras3"),
-    ("EfficientNetV2B0", "keras3"),
-    ("DenseNet121", "keras3"),
-    ("Xception", "keras3"),
-    ("InceptionV3", "keras3"),
-    ("NASNetMobile", "keras3"),
-    ("ConvNeXtTiny", "keras3"),
-    ("VGG16", "keras3"),
-    ("RegNetX002", "tf_keras"),
-]
+CASES = builders.SWEEP_CASES
 
 #: Families whose SynFlow crop is refused: gated networks (squeeze-excite / hard-swish
 #: multiplies) make SynFlow's linearised path sum overflow even in float64, and
