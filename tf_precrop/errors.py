@@ -59,3 +59,16 @@ class BudgetWarning(UserWarning):
     found. Turn it into an error with
     ``warnings.simplefilter("error", tf_precrop.errors.BudgetWarning)``.
     """
+
+
+class LatencyError(PrecropError, ValueError):
+    """A latency table or latency budget cannot be used as given.
+
+    Raised for an unknown precision or thread count, a table measured with
+    other settings or missing the model's layer signatures, a corrupt table
+    file, and a latency target outside what the widths can reach.
+    """
+
+
+class LatencyWarning(UserWarning):
+    """A latency prediction is less certain than usual (e.g. no measured per-model constant)."""

@@ -37,6 +37,9 @@ class LayerPlan:
     params_after: int
     macs_before: int
     macs_after: int
+    #: Predicted LiteRT ms of the layer (latency plans only; None otherwise).
+    latency_ms_before: float = None
+    latency_ms_after: float = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +66,9 @@ class Plan:
             assignment was tried: no cost is closer to the band) or
             ``"searched"`` (the closest cost the repair found; the problem was
             too large to try every assignment).
+        latency_ms: ``(before, after)`` predicted LiteRT milliseconds of a
+            ``budget="latency"`` plan (None for other budgets); the settings
+            hold ``num_threads``, ``precision`` and the per-model constant.
     """
 
     model_name: str
@@ -79,6 +85,7 @@ class Plan:
     settings: dict
     clamped: dict = dataclasses.field(default_factory=dict)
     miss: str = ""
+    latency_ms: tuple = None
     _model: object = dataclasses.field(default=None, repr=False, compare=False)
     _graph: object = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -86,7 +93,7 @@ class Plan:
     @property
     def achieved(self):
         """Achieved cost as a fraction of the dense model, in budget units."""
-        before, after = self.params if self.budget == "params" else self.macs
+        before, after = {"params": self.params, "macs": self.macs, "latency": self.latency_ms}[self.budget]
         return after / before
 
     def apply(self, model=None, keep_weights=False, **prune_options):
@@ -161,6 +168,8 @@ class Plan:
         data["layers"] = tuple(LayerPlan(**layer) for layer in data["layers"])
         data["params"] = tuple(data["params"])
         data["macs"] = tuple(data["macs"])
+        if data.get("latency_ms") is not None:
+            data["latency_ms"] = tuple(data["latency_ms"])
         return cls(**data)
 
     def summary(self, max_rows=None):
@@ -171,9 +180,14 @@ class Plan:
 
     def __str__(self):
         (p0, p1), (m0, m1) = self.params, self.macs
+        latency = ""
+        if self.latency_ms is not None:
+            l0, l1 = self.latency_ms
+            latency = f", predicted {l0:.3f}→{l1:.3f} ms ({l1 / l0:.1%})"
         return (
             f"Plan({self.model_name}, {self.method}, {self.budget} target {self.target}: "
-            f"params {p0:,}→{p1:,} ({p1 / p0:.1%}), MACs {m0:,}→{m1:,} ({m1 / max(m0, 1):.1%}))"
+            f"params {p0:,}→{p1:,} ({p1 / p0:.1%}), MACs {m0:,}→{m1:,} ({m1 / max(m0, 1):.1%})"
+            f"{latency})"
         )
 
 
@@ -189,16 +203,21 @@ def plan(
     seed=None,
     **options,
 ):
-    """Plans per-group channel widths for ``model`` under a params or MACs budget.
+    """Plans per-group channel widths for ``model`` under a params, MACs or latency budget.
 
     Args:
         model: a Functional or Sequential model (Keras 3 or tf_keras). It is
             never modified.
         target: the budget: a fraction of the dense model's cost (float,
             ``0 < target ≤ 1``; up to the PreConfig bound with
-            ``preconfig=True``) or an absolute count (int > 1).
-        budget: ``"params"`` (all parameters, as ``count_params``) or
-            ``"macs"`` (see :mod:`tf_precrop.profile` for the convention).
+            ``preconfig=True``) or an absolute count (int > 1); for
+            ``budget="latency"`` a fraction or milliseconds as a string
+            (``"3.5ms"``).
+        budget: ``"params"`` (all parameters, as ``count_params``),
+            ``"macs"`` (see :mod:`tf_precrop.profile` for the convention) or
+            ``"latency"`` (predicted LiteRT ms; see :mod:`tf_precrop.latency`:
+            the first plan on a machine times single-layer models, about a
+            minute for MobileNetV2, then reads its cache).
         method: where the layer densities come from. ``"synexp"`` (default,
             data-free: maximise Σ log p_l under the budget — PreCrop-Params /
             PreCrop-FLOPs), ``"synflow"`` (iterative, data-free), ``"snip"`` and
@@ -212,10 +231,14 @@ def plan(
         seed: seed for random scores and initialisation-dependent methods.
         **options: ``balance`` (width-balance weight of the fit, default 2.0,
             chosen by measured CIFAR-10 accuracy — see docs/results.md),
-            ``min_channels`` (default 1), ``upper``, ``tolerance`` (0.01),
-            ``rounds`` (SynFlow rounds, 100), ``verbose`` (1), ``loss``,
-            ``score_density`` (density at which scores are thresholded;
-            default: the target fraction, or 0.5 for PreConfig).
+            ``min_channels`` (default 1), ``upper``, ``tolerance`` (0.01; 0.02
+            for latency), ``rounds`` (SynFlow rounds, 100), ``verbose`` (1),
+            ``loss``, ``score_density`` (density at which scores are
+            thresholded; default: the target fraction, or 0.5 for PreConfig);
+            for ``budget="latency"``: ``latency`` (None: this machine's
+            cache, measured as needed; or a JSON table path or
+            :class:`~tf_precrop.latency.LatencyTable` measured elsewhere),
+            ``num_threads`` (2) and ``precision`` (``"fp32"`` or ``"int8"``).
 
     Returns:
         A :class:`Plan`; ``plan.apply()`` builds the cropped model.
@@ -234,14 +257,16 @@ def plan(
     >>> abs(small.count_params() / model.count_params() - 0.3) < 0.01
     True
     """
-    unknown = set(options) - {
-        "balance", "min_channels", "upper", "tolerance", "rounds", "verbose", "loss", "score_density",
-    }
+    unknown = set(options) - set(_OPTIONS)
     if unknown:
         raise TypeError(
-            f"plan() got unknown options {sorted(unknown)}. Expected some of balance, "
-            "min_channels, upper, tolerance, rounds, verbose, loss, score_density. "
-            f"Received: {sorted(unknown)}"
+            f"plan() got unknown options {sorted(unknown)}. Expected some of "
+            f"{', '.join(_OPTIONS)}. Received: {sorted(unknown)}"
+        )
+    latency_only = sorted(set(options) & set(_LATENCY_OPTIONS))
+    if latency_only and budget != "latency":
+        raise TypeError(
+            f"The options {latency_only} are for budget='latency'. Received: budget={budget!r}"
         )
     if method not in METHODS:
         raise ValueError(f"Unknown method. Expected one of {METHODS}. Received: method={method!r}")
@@ -257,12 +282,25 @@ def plan(
             f"with it. Received: upper={upper}, preconfig={preconfig}"
         )
     graph = channel_groups(model)
+    latency = None
+    if budget == "latency":
+        from tf_precrop.latency import DEFAULT_THREADS, latency_for
+
+        latency = latency_for(
+            graph,
+            options.get("latency"),
+            num_threads=options.get("num_threads", DEFAULT_THREADS),
+            precision=options.get("precision", "fp32"),
+            upper=upper,
+            verbose=options.get("verbose", 1),
+        )
     problem = WidthProblem(
         graph,
         budget=budget,
         upper=upper,
         min_channels=options.get("min_channels", 1),
         balance=options.get("balance", DEFAULT_BALANCE),
+        latency=latency,
     )
     budget_value = resolve_budget(
         target, problem.dense_cost, problem.min_cost(), problem.max_cost(), preconfig, budget
@@ -272,12 +310,11 @@ def plan(
     targets = _target_densities(
         model, graph, problem, method, fraction, data, seed, options, clamped
     )
-    solution = problem.solve(
-        targets, budget_value, round_to=int(round_to), tolerance=float(options.get("tolerance", 0.01))
-    )
+    tolerance = float(options.get("tolerance", 0.02 if budget == "latency" else 0.01))
+    solution = problem.solve(targets, budget_value, round_to=int(round_to), tolerance=tolerance)
     if not solution.within_tolerance:
-        _warn_miss(model, budget, solution, float(options.get("tolerance", 0.01)))
-    return _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, dict(
+        _warn_miss(model, budget, solution, tolerance)
+    settings = dict(
         round_to=int(round_to),
         preconfig=bool(preconfig),
         seed=seed,
@@ -285,7 +322,22 @@ def plan(
         upper=upper,
         min_channels=options.get("min_channels", 1),
         rounds=options.get("rounds", 100) if method == "synflow" else None,
-    ))
+    )
+    if latency is not None:
+        table = options.get("latency")
+        settings.update(
+            num_threads=options.get("num_threads", DEFAULT_THREADS),
+            precision=options.get("precision", "fp32"),
+            latency_constant_ms=latency.constant,
+            latency_table=None if table is None else str(getattr(table, "path", table)),
+        )
+    return _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, settings)
+
+
+_LATENCY_OPTIONS = ("latency", "num_threads", "precision")
+_OPTIONS = (
+    "balance", "min_channels", "upper", "tolerance", "rounds", "verbose", "loss", "score_density",
+) + _LATENCY_OPTIONS
 
 
 def _check_options(round_to, seed, options):
@@ -360,11 +412,7 @@ def _target_densities(model, graph, problem, method, fraction, data, seed, optio
     w0 = graph.widths()
     kernel_sizes = {n.key: float(n.kernel.evaluate(w0)) for n in nodes}
     if method == "synexp":
-        attr = "params" if problem.kind == "params" else "macs"
-        costs = {}
-        for n in nodes:
-            cost = float(getattr(n, attr).evaluate(w0))
-            costs[n.key] = cost if cost > 0 else kernel_sizes[n.key]
+        costs = _layer_costs(graph, problem, nodes, kernel_sizes)
         total = sum(costs.values())
         upper = float(problem.upper.max())
         kernel_budget = min(fraction, upper) * total
@@ -400,6 +448,26 @@ def _target_densities(model, graph, problem, method, fraction, data, seed, optio
     return {k: max(float(v), floor[k]) for k, v in result.items()}
 
 
+def _layer_costs(graph, problem, nodes, kernel_sizes):
+    """SynExp's per-layer cost weights at the dense widths, in budget units.
+
+    A layer of zero cost weighs its kernel size (params/MACs); for latency, a
+    layer the latency model does not time weighs its MACs at the model's
+    average ms per MAC.
+    """
+    w0 = graph.widths()
+    if problem.kind == "latency":
+        per_layer = problem.cost_model.per_layer(problem.w0)
+        macs = {n.key: float(n.macs.evaluate(w0)) or kernel_sizes[n.key] for n in nodes}
+        rate = sum(per_layer.values()) / max(sum(macs.values()), 1.0)
+        return {n.key: per_layer.get(n.key) or macs[n.key] * rate for n in nodes}
+    costs = {}
+    for n in nodes:
+        cost = float(getattr(n, problem.kind).evaluate(w0))
+        costs[n.key] = cost if cost > 0 else kernel_sizes[n.key]
+    return costs
+
+
 def _kernel_shapes(model, graph, nodes):
     from tf_precrop.saliency import prunable_kernels
 
@@ -425,7 +493,7 @@ def _warn_miss(model, budget, solution, tolerance):
     }[solution.miss]
     warnings.warn(
         f"The plan for model '{model.name}' misses its {budget} budget: it costs "
-        f"{solution.cost:,} against {solution.budget:,.0f} ± {tolerance:.0%} "
+        f"{_amount(solution.cost, budget)} against {_amount(solution.budget, budget)} ± {tolerance:.0%} "
         f"({solution.cost / solution.budget - 1:+.2%}); {why}. The widths' multiples "
         "(round_to, the groups' multiple_of) limit which costs exist: try round_to=1, "
         "a larger tolerance or another target.",
@@ -434,10 +502,21 @@ def _warn_miss(model, budget, solution, tolerance):
     )
 
 
+def _amount(value, budget):
+    return f"{value:.3f} ms" if budget == "latency" else f"{value:,.0f}"
+
+
 def _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, settings):
     w0, w1 = graph.widths(), solution.widths
     layers = []
     target_map = targets or {}
+    ms_before = ms_after = {}
+    latency_ms = None
+    if problem.kind == "latency":
+        w1_vec = np.array([w1[k] for k in problem.keys], dtype=np.float64)
+        ms_before = problem.cost_model.per_layer(problem.w0)
+        ms_after = problem.cost_model.per_layer(w1_vec)
+        latency_ms = (float(problem.dense_cost), float(problem.cost(w1_vec)))
     for n in problem.prunable:
         layers.append(
             LayerPlan(
@@ -452,6 +531,8 @@ def _make_plan(model, graph, problem, solution, targets, clamped, method, budget
                 params_after=int(n.params.evaluate(w1)),
                 macs_before=int(n.macs.evaluate(w0)),
                 macs_after=int(n.macs.evaluate(w1)),
+                latency_ms_before=ms_before.get(n.key),
+                latency_ms_after=ms_after.get(n.key),
             )
         )
     params = (graph.cost(w0, "params"), graph.cost(w1, "params"))
@@ -475,6 +556,7 @@ def _make_plan(model, graph, problem, solution, targets, clamped, method, budget
         settings=settings,
         clamped=dict(clamped),
         miss=solution.miss,
+        latency_ms=latency_ms,
         _model=model,
         _graph=graph,
     )

@@ -15,8 +15,9 @@ for a depthwise one, a ratio of sums after a concatenation.
    only fix the product ``r_a·r_b`` (a residual block's two convs) have a
    free direction that the solver resolves by squeezing the block's inner
    width to a few channels, which trains poorly;
-2. subject to the exact budget ``cost(r) = B`` (params or MACs, the whole
-   model), bounds ``lower_g ≤ r_g ≤ upper`` (``upper`` = 1 for PreCrop, > 1
+2. subject to the exact budget ``cost(r) = B`` (params, MACs or predicted
+   latency, the whole model: :class:`PolyCost` or
+   :class:`~tf_precrop.latency.LatencyCost`), bounds ``lower_g ≤ r_g ≤ upper`` (``upper`` = 1 for PreCrop, > 1
    for PreConfig) and fixed input/output groups — solved with scipy's SLSQP
    from the uniform-scaling point;
 3. rounds each width to a multiple of ``round_to`` (default 8 when the width
@@ -24,8 +25,8 @@ for a depthwise one, a ratio of sums after a concatenation.
    and repairs the rounding greedily — one quantum at a time, on the group
    whose step changes the fit least per unit of cost — until the cost is within
    ``tolerance`` (1%) of the budget;
-4. if one-way steps cannot reach that band (every step overshoots it), an
-   exchange search moves one or two groups at a time, one down and one up, on
+4. if one-way steps cannot reach that band (every step overshoots it), for
+   the quadratic params/MACs costs an exchange search moves one or two groups at a time, one down and one up, on
    the
    ``round_to`` grid and then in steps of ``multiple_of``
    (:meth:`WidthProblem._exchange`);
@@ -90,6 +91,39 @@ class CompiledPolys:
         return jac[:, : self.size]
 
 
+class PolyCost:
+    """A params or MACs cost: the sum of the layers' degree-≤2 polynomials.
+
+    The interface the solver needs of any cost (:class:`LatencyCost
+    <tf_precrop.latency.LatencyCost>` has it too): ``total(w)``,
+    ``gradient(w)``, ``batch(W)`` (one total per row) and ``quadratic``
+    (True: the exchange repair may solve for a width in closed form).
+    """
+
+    quadratic = True
+
+    def __init__(self, polys, index):
+        self.polys = CompiledPolys(polys, index)
+
+    def total(self, w):
+        return float(self.polys.values(w).sum())
+
+    def gradient(self, w):
+        return self.polys.jacobian(w).sum(axis=0)
+
+    def matrix(self):
+        """Symmetric ``M`` with ``cost(w) = e·M·e`` for ``e = (w, 1)``."""
+        cp = self.polys
+        m = np.zeros((cp.size + 1, cp.size + 1))
+        np.add.at(m, (cp.left, cp.right), cp.coef / 2)
+        np.add.at(m, (cp.right, cp.left), cp.coef / 2)
+        return m
+
+    def batch(self, widths):
+        e = np.hstack([widths.astype(np.float64), np.ones((len(widths), 1))])
+        return np.einsum("ij,jk,ik->i", e, self.matrix(), e)
+
+
 @dataclasses.dataclass(frozen=True)
 class WidthSolution:
     """Integer widths and how well they meet the budget and the densities."""
@@ -107,12 +141,22 @@ class WidthSolution:
 
 
 class WidthProblem:
-    """The fitting problem of one graph, budget kind and set of target densities."""
+    """The fitting problem of one graph, budget kind and set of target densities.
 
-    def __init__(self, graph, budget="params", upper=1.0, min_channels=1, balance=DEFAULT_BALANCE):
+    ``latency`` (a :class:`~tf_precrop.latency.LatencyCost`) is the cost of
+    ``budget="latency"``; params and MACs come from the graph's polynomials.
+    """
+
+    def __init__(self, graph, budget="params", upper=1.0, min_channels=1, balance=DEFAULT_BALANCE,
+                 latency=None):
         if budget not in BUDGET_KINDS:
             raise BudgetError(
                 f"Unknown budget kind. Expected one of {BUDGET_KINDS}. Received: budget={budget!r}"
+            )
+        if (budget == "latency") != (latency is not None):
+            raise BudgetError(
+                "budget='latency' needs a latency cost (and only it takes one). Received: "
+                f"budget={budget!r}, latency={type(latency).__name__}"
             )
         self.graph = graph
         self.kind = budget
@@ -128,12 +172,14 @@ class WidthProblem:
         # Integer width bounds of each group (the ratio bounds times today's width).
         self.max_width = np.floor(self.w0 * self.upper + 1e-9).astype(np.int64)
         self.min_width = np.ceil(self.w0 * self.lower - 1e-9).astype(np.int64)
-        attr = "params" if budget == "params" else "macs"
-        self.cost_polys = CompiledPolys([getattr(n, attr) for n in graph.layers], self.index)
+        if latency is not None:
+            self.cost_model = latency
+        else:
+            self.cost_model = PolyCost([getattr(n, budget) for n in graph.layers], self.index)
         self.prunable = [n for n in graph.layers if n.kernel is not None and _has_free(n, graph)]
         self.kernel_polys = CompiledPolys([n.kernel for n in self.prunable], self.index)
         self.k0 = self.kernel_polys.values(self.w0)
-        self.dense_cost = float(self.cost_polys.values(self.w0).sum())
+        self.dense_cost = self.cost(self.w0)
         pairs = set()
         for node in self.prunable:
             # Pairs of free groups that meet in a kernel (a layer's input and output).
@@ -146,7 +192,7 @@ class WidthProblem:
 
     # ------------------------------------------------------------------ costs
     def cost(self, w):
-        return float(self.cost_polys.values(w).sum())
+        return self.cost_model.total(w)
 
     def min_cost(self):
         return self.cost(self.w0 * self.lower)
@@ -200,7 +246,7 @@ class WidthProblem:
             continuous = self._fit(log_targets, budget, free_idx)
         widths = self._round(continuous, round_to)
         widths, ok = self._repair(widths, continuous, log_targets, budget, round_to, tolerance)
-        if not ok:
+        if not ok and self.cost_model.quadratic:
             widths, ok = self._exchange(widths, continuous, budget, round_to, tolerance)
         miss = ""
         if not ok:
@@ -213,13 +259,17 @@ class WidthProblem:
         return WidthSolution(
             widths={k: int(v) for k, v in zip(self.keys, widths, strict=True)},
             continuous={k: float(v) for k, v in zip(self.keys, continuous, strict=True)},
-            cost=int(round(self.cost(widths.astype(np.float64)))),
+            cost=self._report(self.cost(widths.astype(np.float64))),
             budget=float(budget),
-            dense_cost=int(round(self.dense_cost)),
+            dense_cost=self._report(self.dense_cost),
             within_tolerance=ok,
             densities={n.key: float(d) for n, d in zip(self.prunable, achieved, strict=True)},
             miss="" if ok else miss,
         )
+
+    def _report(self, cost):
+        # Params and MACs are counts; a latency is milliseconds.
+        return float(cost) if self.kind == "latency" else int(round(cost))
 
     def _log_targets(self, targets):
         missing = [n.key for n in self.prunable if n.key not in targets]
@@ -266,7 +316,7 @@ class WidthProblem:
 
         def con_jac(xf):
             w = full_w(xf)
-            jac = self.cost_polys.jacobian(w).sum(axis=0) * w / self.cost(w)
+            jac = self.cost_model.gradient(w) * w / self.cost(w)
             return jac[free_idx]
 
         bounds = list(zip(np.log(self.lower[free_idx]), np.log(self.upper[free_idx]), strict=True))
@@ -345,14 +395,6 @@ class WidthProblem:
         return widths, False  # pragma: no cover
 
 
-    def _cost_matrix(self):
-        """Symmetric ``M`` with ``cost(w) = e·M·e`` for ``e = (w, 1)``."""
-        cp = self.cost_polys
-        m = np.zeros((cp.size + 1, cp.size + 1))
-        np.add.at(m, (cp.left, cp.right), cp.coef / 2)
-        np.add.at(m, (cp.right, cp.left), cp.coef / 2)
-        return m
-
     def _moves(self, widths, q, reach=3):
         """Single-group moves of 1..``reach`` steps of ``q`` up or down, as
         (group, new width) arrays."""
@@ -387,7 +429,7 @@ class WidthProblem:
         where the budget needs them.
         """
         lo_b, hi = budget * (1 - tolerance), budget * (1 + tolerance)
-        m = self._cost_matrix()
+        m = self.cost_model.matrix()
         n = len(widths)
         cap = self.max_width
         log_c = np.log(np.maximum(continuous, 1e-9))
@@ -476,8 +518,7 @@ class WidthProblem:
         grid = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(count, len(free))
         widths = np.tile(self.w0.astype(np.int64), (count, 1))
         widths[:, free] = grid
-        e = np.hstack([widths.astype(np.float64), np.ones((count, 1))])
-        cost = np.einsum("ij,jk,ik->i", e, self._cost_matrix(), e)
+        cost = np.concatenate([self.cost_model.batch(widths[i : i + 4096]) for i in range(0, count, 4096)])
         gap = np.maximum(np.maximum(budget * (1 - tolerance) - cost, cost - budget * (1 + tolerance)), 0.0)
         q = self._quantum(continuous, round_to)[free]
         off_grid = np.count_nonzero(grid % q, axis=1)

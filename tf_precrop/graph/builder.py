@@ -33,6 +33,8 @@ class LayerCall:
     meta: dict = dataclasses.field(default_factory=dict)
     first: bool = True
     constants: list = dataclasses.field(default_factory=list)
+    #: The call that produced each input tensor (None: a model input).
+    producers: list = dataclasses.field(default_factory=list)
 
 
 
@@ -51,6 +53,7 @@ class _Builder:
         self.calls = []
         self.seen_layers = {}
         self.submodel_inputs = {}  # id(model) -> {tensor_key: expr}
+        self.tensor_call = {}  # tensor_key -> the LayerCall that produced it
 
     # ------------------------------------------------------------ variables
     def new_var(self, width, producer):
@@ -117,7 +120,7 @@ class _Builder:
             self.multiples.append((expr, int(k), where))
 
     # ----------------------------------------------------------------- walk
-    def walk(self, model, input_exprs=None, prefix=""):
+    def walk(self, model, input_exprs=None, prefix="", input_calls=None):
         line = self.line
         graph = line.functional_view(model)
         exprs = {}
@@ -130,6 +133,8 @@ class _Builder:
                 )
             else:
                 exprs[line.tensor_key(tensor)] = input_exprs[i]
+                if input_calls is not None:
+                    self.tensor_call[line.tensor_key(tensor)] = input_calls[i]
         self.submodel_inputs[id(model)] = dict(exprs)
         for node in line.nodes_in_order(graph):
             op = line.node_operation(node)
@@ -147,9 +152,15 @@ class _Builder:
                 ) from e
             key = prefix + op.name
             if line.is_model(op):
-                outs = self.walk(op, in_exprs, key + "/")
+                outer = [self.tensor_call.get(line.tensor_key(t)) for t in in_tensors]
+                outs = self.walk(op, in_exprs, key + "/", input_calls=outer)
+                inner = [self.tensor_call.get(line.tensor_key(t)) for t in line.graph_outputs(line.functional_view(op))]
+                for t, producer in zip(out_tensors, inner, strict=False):
+                    self.tensor_call[line.tensor_key(t)] = producer
             else:
                 outs = self._call(op, key, in_exprs, in_tensors, out_tensors, node)
+                for t in out_tensors:
+                    self.tensor_call[line.tensor_key(t)] = self.calls[-1]
             if len(outs) != len(out_tensors):
                 raise UnsupportedLayerError(
                     f"Layer '{key}' produced {len(out_tensors)} tensors but its rule "
@@ -176,6 +187,7 @@ class _Builder:
             in_shapes=[tuple(t.shape[1:]) for t in in_tensors],
             out_shapes=[tuple(t.shape[1:]) for t in out_tensors],
             constants=self.line.node_constants(node),
+            producers=[self.tensor_call.get(self.line.tensor_key(t)) for t in in_tensors],
         )
         call.rule = rule
         previous = self.seen_layers.get(id(op))

@@ -62,6 +62,7 @@ class ActivationRule(PassThroughRule):
 
     name = "activation"
     linearization = "identity"
+    latency_kind = "unary"
 
 
 class BatchNormRule(PassThroughRule):
@@ -69,6 +70,7 @@ class BatchNormRule(PassThroughRule):
 
     name = "batch_norm"
     linearization = "batch_norm"
+    latency_kind = "unary"
 
 
 class CentredNormRule(PassThroughRule):
@@ -121,6 +123,7 @@ class ElementwiseRule(LayerRule):
     """
 
     name = "elementwise"
+    latency_kind = "elementwise"
 
     def __init__(self, homogeneous=True):
         self.homogeneous = homogeneous
@@ -166,6 +169,7 @@ class ConvRule(LayerRule):
 
     name = "conv"
     kernels = ("kernel",)
+    latency_kind = "conv"
 
     def __init__(self, transpose=False, width_key="filters", pointwise_as_dense=False):
         self.transpose = transpose
@@ -265,6 +269,7 @@ class DenseRule(ConvRule):
     """Dense: ``units`` sets the output width; leading axes multiply the MACs."""
 
     name = "dense"
+    latency_kind = "dense"
 
     def __init__(self):
         super().__init__(width_key="units")
@@ -288,6 +293,7 @@ class DepthwiseRule(LayerRule):
 
     name = "depthwise"
     kernels = ("depthwise_kernel",)
+    latency_kind = "depthwise"
 
     def propagate(self, call, ctx):
         expr = _single_input(call)
@@ -328,6 +334,7 @@ class SeparableRule(ConvRule):
 
     name = "separable"
     kernels = ("depthwise_kernel", "pointwise_kernel")
+    latency_kind = "separable"
 
     def kernel(self, call, ctx):
         dm = int(call.config.get("depth_multiplier", 1))

@@ -74,7 +74,14 @@ class LayerRule:
       :meth:`channel_weights` gives the per-channel weight slices that
       importance scores and :meth:`slice_weights` keeps the chosen channels'
       weights. A rule without them makes ``prune`` stop with an error naming
-      the layer and the method.
+      the layer and the method;
+    * latency (``budget="latency"``): :attr:`latency_kind` names the
+      micro-benchmark that times the layer on LiteRT — one of
+      :data:`tf_precrop.latency.probes.KINDS` (``"conv"``, ``"depthwise"``,
+      ``"separable"``, ``"dense"``, ``"elementwise"``, ``"concat"``,
+      ``"pool"``, ``"unary"``) — or ``None`` (default): not timed, its cost
+      is part of the per-model constant. A conv-like custom layer registered
+      with :class:`ConvRule` is timed as a conv.
 
     Example:
 
@@ -92,6 +99,7 @@ class LayerRule:
     kernels = ()
     linearization = "as_is"
     homogeneous = True
+    latency_kind = None
 
     def propagate(self, call, ctx):
         raise NotImplementedError

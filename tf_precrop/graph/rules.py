@@ -117,6 +117,10 @@ def _install_builtin_rules():
         _RULES[name] = PassThroughRule()
     for name in _NON_HOMOGENEOUS:
         _RULES[name].homogeneous = False
+    for name in _PASSTHROUGH:
+        if "Pool" in name:
+            _RULES[name].latency_kind = "pool"
+    _RULES["Activation"].latency_kind = "unary"
     for name in _ACTIVATIONS:
         _RULES[name] = ActivationRule()
     for name in _BATCH_NORMS:

@@ -25,6 +25,7 @@ class ConcatenateRule(LayerRule):
     """Concatenate: on the channel axis the output width is the sum of the parts."""
 
     name = "concatenate"
+    latency_kind = "concat"
 
     def propagate(self, call, ctx):
         rank = len(call.out_shapes[0]) + 1

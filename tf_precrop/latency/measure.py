@@ -1,0 +1,132 @@
+"""Measuring: time single-layer TFLite models and whole models in the LiteRT interpreter.
+
+Runs wherever Python, TensorFlow's converter and ``ai-edge-litert`` run. To
+build a table on a phone or a board, run :func:`~tf_precrop.latency.measure_table`
+there (or ``tf-precrop latency MODEL --out table.json`` from the command line)
+and pass the JSON file back as ``latency=`` to :func:`tf_precrop.plan`.
+"""
+
+import time
+
+import numpy as np
+
+from tf_precrop.errors import LatencyError
+from tf_precrop.latency.probes import micro_function
+
+#: Smallest number of timed ``invoke()`` calls per point, and the time spent
+#: per point (more runs until it is reached, up to ``MAX_RUNS``).
+MIN_RUNS, MIN_SECONDS, MAX_RUNS = 10, 0.05, 400
+
+
+def _representative(specs, rng, count=2):
+    def data():
+        for _ in range(count):
+            yield [rng.standard_normal(tuple(s.shape)).astype(np.float32) for s in specs]
+
+    return data
+
+
+def convert_micro(kind, spec, widths, precision):
+    """The TFLite bytes of one micro-model (int8: int8 inputs and outputs too)."""
+    import tensorflow as tf
+
+    function, specs = micro_function(kind, spec, widths)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function
+    )
+    if precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(specs, np.random.default_rng(0))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def time_flatbuffer(data, num_threads, min_runs=MIN_RUNS, min_seconds=MIN_SECONDS, warmup=3):
+    """Median ms of ``invoke()`` for TFLite bytes (XNNPACK, seeded random inputs)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tf_precrop.export.latency import _random_input
+
+    interpreter = Interpreter(model_content=data, num_threads=num_threads)
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(1234)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    start = time.perf_counter()
+    while len(times) < MAX_RUNS and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
+        t = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def measure_points(table, probes, verbose=1, save=None):
+    """Times every grid point of ``probes`` that ``table`` lacks; returns how many.
+
+    ``save`` (a callable) is called after the last point and, if measuring
+    stops early (an error, Ctrl-C), with what was measured so far, so an
+    atomic cache file never loses finished points nor holds partial ones.
+    """
+    todo = {}
+    for probe, grids in probes:
+        for point in table.missing(probe.signature, grids):
+            todo.setdefault((probe.signature, point), probe)
+    if not todo:
+        return 0
+    bar = None
+    if verbose:
+        import keras
+
+        print(f"Timing {len(todo)} single-layer LiteRT models ({table.precision}, "
+              f"{table.num_threads} threads); cached for next time.")
+        bar = keras.utils.Progbar(len(todo), verbose=1 if verbose == 1 else 2)
+    done = 0
+    try:
+        for (signature, point), probe in todo.items():
+            try:
+                data = convert_micro(probe.kind, probe.spec, point, table.precision)
+                ms = time_flatbuffer(data, table.num_threads)
+            except Exception as e:
+                raise LatencyError(
+                    f"Timing layer '{probe.key}' ({signature}) at widths {point} failed "
+                    f"({type(e).__name__}: {str(e)[:300]}). Expected a layer the TFLite "
+                    "converter and LiteRT support; set `latency_kind = None` on its rule "
+                    "to leave it untimed."
+                ) from e
+            table.add(signature, point, ms)
+            done += 1
+            if bar is not None:
+                bar.update(done)
+    finally:
+        if save is not None and done:
+            save()
+    return done
+
+
+def measure_model(model, num_threads, precision, runs=30, warmup=5):
+    """Measured median ms of the whole model converted to TFLite (batch 1)."""
+    from tf_precrop._inputs import input_specs
+    from tf_precrop.backend import line_of
+    from tf_precrop.export.convert import to_flatbuffer
+
+    specs = input_specs(model)
+    if any(d is None for s in specs for d in s.shape[1:]):
+        raise LatencyError(
+            f"Model '{model.name}' has inputs of unknown size {[s.shape for s in specs]}. "
+            "Expected fixed spatial and channel sizes to time it (build it with a fixed "
+            "input shape)."
+        )
+    calibration = None
+    if precision == "int8":
+        rng = np.random.default_rng(0)
+        calibration = [rng.standard_normal((4, *s.shape[1:])).astype(s.dtype) for s in specs]
+    data = to_flatbuffer(
+        model, line_of(model), "int8" if precision == "int8" else None, calibration, specs,
+        False, False,
+    )
+    return time_flatbuffer(data, num_threads, min_runs=runs, min_seconds=0.5, warmup=warmup)
