@@ -9,10 +9,12 @@ prediction is
 
     ``latency(w) = constant + Σ_calls t_call(c_in(w), c_out(w))``
 
-where the constant is the measured dense latency minus the predicted sum at
-the dense widths: it holds what the probes do not time (reshapes, padding,
-the interpreter's per-invoke overhead, the per-layer overheads of the
-single-layer models), so the prediction equals the measurement at the dense
+where ``t_call`` is the measured time of the call's single-layer model less
+the table's ``overhead_ms`` (the interpreter's fixed cost per ``invoke()``,
+which every single-layer model pays and a whole model pays once), and the
+constant is the measured dense latency minus the predicted sum at the dense
+widths: it holds what the probes do not time (reshapes, padding, the one
+per-invoke overhead), so the prediction equals the measurement at the dense
 widths. The cost is separable per layer but piecewise bilinear, not a
 polynomial; the solver uses :meth:`LatencyCost.total`,
 :meth:`LatencyCost.gradient` and :meth:`LatencyCost.batch`.
@@ -113,7 +115,8 @@ class LatencyCost:
             if len(probe.axes) > 1:
                 for var, coeff in probe.axes[1].terms.items():
                     self.a_out[i, index[var]] = float(coeff)
-            values = table.values(probe.signature, grids)
+            # A point's time less the per-invoke overhead of its single-layer model.
+            values = np.maximum(table.values(probe.signature, grids) - (table.overhead_ms or 0.0), 0.0)
             if values.ndim == 1:
                 values = values[:, None]
             gx = list(grids[0])

@@ -6,6 +6,7 @@ there (or ``tf-precrop latency MODEL --out table.json`` from the command line)
 and pass the JSON file back as ``latency=`` to :func:`tf_precrop.plan`.
 """
 
+import sys
 import time
 
 import numpy as np
@@ -72,6 +73,8 @@ def measure_points(table, probes, verbose=1, save=None):
     stops early (an error, Ctrl-C), with what was measured so far, so an
     atomic cache file never loses finished points nor holds partial ones.
     """
+    if table.overhead_ms is None:
+        table.overhead_ms = measure_overhead(table.num_threads, table.precision)
     todo = {}
     for probe, grids in probes:
         for point in table.missing(probe.signature, grids):
@@ -84,7 +87,8 @@ def measure_points(table, probes, verbose=1, save=None):
 
         print(f"Timing {len(todo)} single-layer LiteRT models ({table.precision}, "
               f"{table.num_threads} threads); cached for next time.")
-        bar = keras.utils.Progbar(len(todo), verbose=1 if verbose == 1 else 2)
+        interactive = verbose == 1 and sys.stdout.isatty()
+        bar = keras.utils.Progbar(len(todo), verbose=1 if interactive else 2)
     done = 0
     try:
         for (signature, point), probe in todo.items():
@@ -106,6 +110,12 @@ def measure_points(table, probes, verbose=1, save=None):
         if save is not None and done:
             save()
     return done
+
+
+def measure_overhead(num_threads, precision, repeats=5):
+    """The ms of ``invoke()`` on a one-element, one-op model (min of ``repeats`` medians)."""
+    data = convert_micro("unary", {"op": "relu", "spatial": [1]}, (1,), precision)
+    return min(time_flatbuffer(data, num_threads, min_runs=50, min_seconds=0.05) for _ in range(repeats))
 
 
 def measure_model(model, num_threads, precision, runs=30, warmup=5):

@@ -9,7 +9,7 @@ and what a table measured on a phone or a board is saved as.
 File format (``"format": "tf_precrop.latency/1"``)::
 
     {"format": "tf_precrop.latency/1", "num_threads": 2, "precision": "fp32",
-     "machine": {"id": "...", "description": "..."},
+     "machine": {"id": "...", "description": "..."}, "overhead_ms": 0.004,
      "entries": {"conv:{...}": {"16,64": 0.0123, ...}, ...},
      "models": {"<fingerprint>": {"name": "resnet20", "dense_ms": 1.23}}}
 
@@ -100,10 +100,15 @@ class LatencyTable:
         entries: ``{signature: {"c_in,c_out": ms}}``.
         models: ``{fingerprint: {"name", "dense_ms"}}``.
         path: the file it was loaded from (None if built in memory).
+        overhead_ms: the time of ``invoke()`` on a one-element model: what
+            every single-layer measurement holds besides its layer (the
+            interpreter's fixed cost per call, which a whole model pays once,
+            not once per layer). :class:`~tf_precrop.latency.LatencyCost`
+            subtracts it from every point. None: not measured yet (0 in use).
     """
 
     def __init__(self, num_threads=DEFAULT_THREADS, precision="fp32", machine=None, entries=None,
-                 models=None, path=None):
+                 models=None, path=None, overhead_ms=None):
         check_settings(num_threads, precision)
         self.num_threads = num_threads
         self.precision = precision
@@ -111,6 +116,11 @@ class LatencyTable:
         self.entries = {k: dict(v) for k, v in (entries or {}).items()}
         self.models = {k: dict(v) for k, v in (models or {}).items()}
         self.path = path
+        if overhead_ms is not None:
+            overhead_ms = float(overhead_ms)
+            if not math.isfinite(overhead_ms) or overhead_ms < 0:
+                raise LatencyError(f"overhead_ms must be finite and ≥ 0. Received: overhead_ms={overhead_ms!r}")
+        self.overhead_ms = overhead_ms
 
     # ----------------------------------------------------------------- points
     def get(self, signature, widths):
@@ -170,6 +180,7 @@ class LatencyTable:
             "machine": self.machine,
             "entries": self.entries,
             "models": self.models,
+            "overhead_ms": self.overhead_ms,
         }
 
     def to_json(self, path=None):
@@ -220,6 +231,7 @@ class LatencyTable:
                 entries=entries,
                 models=data.get("models", {}),
                 path=path,
+                overhead_ms=data.get("overhead_ms"),
             )
         except LatencyError:
             raise

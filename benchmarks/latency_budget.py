@@ -1,0 +1,274 @@
+"""The latency budget, measured: prediction accuracy, budget hits, equal-latency rows, cost.
+
+For each model (MobileNetV2@224 and ResNet50@224 from ``keras.applications``,
+``weights=None``, logits; the bundled ResNet-20 at 32×32) the script
+
+1. builds this machine's latency table for it in a fresh cache folder and
+   times that (``table_seconds``: the cost of the first latency plan), then
+   times a cached ``budget="latency"`` plan against a ``budget="macs"`` plan
+   (median of 3 each);
+2. plans the variants below, builds them, converts each (and the dense model)
+   to TFLite and times all files round-robin (``--rounds`` passes of
+   ``--runs`` invokes each, XNNPACK, batch 1; the latency is the median of the
+   round medians), so slow windows of the machine hit every variant alike;
+3. compares each variant's *predicted* ms (the plan's latency model; for
+   MACs plans the same model evaluated at their widths) with its *measured*
+   ms.
+
+Variants: ``precrop-latency@0.5`` and ``@0.25`` (``crop(model, T,
+budget="latency")``), ``uniform-latency@0.5`` and ``@0.2`` (every free group
+scaled by one factor to T of the dense latency), and, at each uniform model's
+*measured* latency m and MACs M, ``precrop-latency@m`` (``target="{m}ms"``) and
+``precrop-macs@M`` (the MACs budget of today's PreCrop at the uniform model's
+MACs). The equal-latency table compares the last three on MACs, params, the
+SynExp objective (Σ log achieved density over the prunable layers; higher
+keeps more of the kernels) and measured ms.
+
+Results: ``benchmarks/results/latency_budget.json`` and this machine's table
+``benchmarks/results/latency_table.json``.
+
+Usage::
+
+    python benchmarks/latency_budget.py                       # all three models, fp32, 2 threads
+    python benchmarks/latency_budget.py --models resnet20 --rounds 2
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import tf_precrop  # noqa: E402
+from tf_precrop import report  # noqa: E402
+from tf_precrop._io import write_json  # noqa: E402
+from tf_precrop.latency import LatencyTable, latency_for  # noqa: E402
+
+DEFAULT_OUTPUT = os.path.join(HERE, "results", "latency_budget.json")
+DEFAULT_TABLE = os.path.join(HERE, "results", "latency_table.json")
+
+
+def build(name, size):
+    import keras
+
+    if name == "resnet20":
+        return tf_precrop.models.resnet20()
+    kwargs = dict(weights=None, input_shape=(size, size, 3), classifier_activation=None)
+    if name == "resnet50":
+        return keras.applications.ResNet50(**kwargs)
+    return keras.applications.MobileNetV2(**kwargs)
+
+
+def objective(plan):
+    """SynExp's objective at the plan's widths: Σ log achieved density."""
+    return float(sum(math.log(max(lp.achieved_density, 1e-300)) for lp in plan.layers))
+
+
+def flatbuffer(model, precision):
+    from tf_precrop.latency.measure import measure_model  # noqa: F401 - same conversion path
+    from tf_precrop._inputs import input_specs
+    from tf_precrop.backend import line_of
+    from tf_precrop.export.convert import to_flatbuffer
+
+    specs = input_specs(model)
+    calibration = None
+    if precision == "int8":
+        rng = np.random.default_rng(0)
+        calibration = [rng.standard_normal((4, *s.shape[1:])).astype(s.dtype) for s in specs]
+    return to_flatbuffer(model, line_of(model), "int8" if precision == "int8" else None,
+                         calibration, specs, False, False)
+
+
+def round_robin(files, threads, rounds, runs):
+    """``{name: median over rounds of each round's median ms}``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tf_precrop.export.latency import _random_input
+
+    interpreters = {}
+    for name, data in files.items():
+        it = Interpreter(model_content=data, num_threads=threads)
+        it.allocate_tensors()
+        rng = np.random.default_rng(0)
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], _random_input(d, rng))
+        for _ in range(3):
+            it.invoke()
+        interpreters[name] = it
+    medians = {name: [] for name in files}
+    for r in range(rounds):
+        for name, it in interpreters.items():
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                it.invoke()
+                times.append(time.perf_counter() - t)
+            medians[name].append(float(np.median(times)) * 1e3)
+        print(f"  round {r + 1}/{rounds} done", flush=True)
+    return {name: float(np.median(v)) for name, v in medians.items()}, medians
+
+
+def timed(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return result, statistics.median(times)
+
+
+def run_model(name, args, table_path):
+    size = 32 if name == "resnet20" else args.size
+    model = build(name, size)
+    opts = dict(num_threads=args.threads, precision=args.precision, verbose=0)
+    print(f"== {name}@{size}: building the latency table in a fresh cache", flush=True)
+    fresh = tempfile.mkdtemp(prefix="tf_precrop_latency_")
+    try:
+        graph = tf_precrop.channel_groups(model)
+        t = time.perf_counter()
+        cost = latency_for(graph, None, args.threads, args.precision, verbose=1,
+                           cache=os.path.join(fresh, "table.json"))
+        table_seconds = time.perf_counter() - t
+        fresh_table = LatencyTable.load(os.path.join(fresh, "table.json"))
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    # Merge into the machine table kept with the results, and plan from it.
+    merged = LatencyTable.load(table_path) if os.path.exists(table_path) else LatencyTable(args.threads, args.precision)
+    for sig, points in fresh_table.entries.items():
+        merged.entries.setdefault(sig, {}).update(points)
+    merged.models.update(fresh_table.models)
+    merged.save(table_path)
+    latency_plan, latency_plan_s = timed(lambda: tf_precrop.plan(model, 0.5, budget="latency", latency=merged, **opts))
+    _, macs_plan_s = timed(lambda: tf_precrop.plan(model, 0.5, budget="macs", verbose=0))
+    print(f"  table {table_seconds:.1f} s; plan latency {latency_plan_s:.2f} s vs macs {macs_plan_s:.2f} s", flush=True)
+
+    def predicted(plan):
+        w = np.array([plan.widths[k] for k in [g.key for g in graph.groups]], dtype=np.float64)
+        return float(cost.total(w))
+
+    plans = {
+        "precrop-latency@0.5": latency_plan,
+        "precrop-latency@0.25": tf_precrop.plan(model, 0.25, budget="latency", latency=merged, **opts),
+        "uniform-latency@0.5": tf_precrop.plan(model, 0.5, budget="latency", method="uniform_width", latency=merged, **opts),
+        "uniform-latency@0.2": tf_precrop.plan(model, 0.2, budget="latency", method="uniform_width", latency=merged, **opts),
+    }
+    files = {"dense": flatbuffer(model, args.precision)}
+    for variant, plan in plans.items():
+        files[variant] = flatbuffer(plan.apply(), args.precision)
+    print(f"  timing {len(files)} files round-robin", flush=True)
+    measured, _ = round_robin(files, args.threads, args.rounds, args.runs)
+    # Equal-latency comparison at each uniform model's measured latency and MACs.
+    for t in ("0.5", "0.2"):
+        uni = plans[f"uniform-latency@{t}"]
+        plans[f"precrop-latency@uniform{t}"] = tf_precrop.plan(
+            model, f"{measured[f'uniform-latency@{t}']:.4f}ms", budget="latency", latency=merged, **opts
+        )
+        plans[f"precrop-macs@uniform{t}"] = tf_precrop.plan(model, int(uni.macs[1]), budget="macs", verbose=0)
+    extra = {v: flatbuffer(p.apply(), args.precision) for v, p in plans.items() if v not in files}
+    extra.update({k: files[k] for k in ("dense", "uniform-latency@0.5", "uniform-latency@0.2")})
+    print(f"  timing {len(extra)} files round-robin (equal-latency set, with dense and uniform again)", flush=True)
+    measured2, _ = round_robin(extra, args.threads, args.rounds, args.runs)
+    rows = []
+    dense_ms = {"first": measured["dense"], "second": measured2["dense"]}
+    for variant, plan in plans.items():
+        which = measured if variant in measured else measured2
+        dense = dense_ms["first" if which is measured else "second"]
+        rows.append(dict(
+            model=name, size=size, variant=variant, budget=plan.budget, method=plan.method,
+            target=plan.target, params=int(plan.params[1]), macs=int(plan.macs[1]),
+            macs_ratio=plan.macs[1] / plan.macs[0], params_ratio=plan.params[1] / plan.params[0],
+            objective=objective(plan), predicted_ms=predicted(plan), measured_ms=which[variant],
+            dense_measured_ms=dense, measured_ratio=which[variant] / dense,
+            predicted_ratio=predicted(plan) / cost.dense_ms,
+            error=predicted(plan) / which[variant] - 1, within_tolerance=plan.within_tolerance,
+            run="first" if which is measured else "second",
+        ))
+    return dict(
+        model=name, size=size, dense_predicted_ms=cost.dense_ms, constant_ms=cost.constant,
+        dense_measured_ms=dense_ms, table_seconds=table_seconds, latency_plan_seconds=latency_plan_s,
+        macs_plan_seconds=macs_plan_s, table_points=len(fresh_table), signatures=len(fresh_table.entries),
+    ), rows
+
+
+def print_tables(summaries, rows, args):
+    print(f"\n### Prediction accuracy ({args.precision}, {args.threads} threads, XNNPACK, batch 1)\n")
+    print("| model | variant | MACs ratio | predicted ms | measured ms | error |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']}@{r['size']} | {r['variant']} | {r['macs_ratio']:.3f} | {r['predicted_ms']:.3f} "
+              f"| {r['measured_ms']:.3f} | {r['error']:+.1%} |")
+    errors = [abs(r["error"]) for r in rows]
+    print(f"\nmedian |error| over {len(errors)} variants: {np.median(errors):.1%} (max {max(errors):.1%})")
+    print("\n### Budget hit: crop(model, 0.5, budget='latency'), measured / measured dense\n")
+    print("| model | measured ratio | within ±10% of 0.5 |")
+    print("|---|---|---|")
+    for r in rows:
+        if r["variant"] == "precrop-latency@0.5":
+            ok = abs(r["measured_ratio"] / 0.5 - 1) <= 0.10
+            print(f"| {r['model']}@{r['size']} | {r['measured_ratio']:.3f} | {'yes' if ok else 'no'} |")
+    print("\n### Equal latency: at the measured ms and MACs of the uniform-width models\n")
+    print("| model | at | variant | params | MACs | SynExp objective | measured ms |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        for t in ("0.5", "0.2"):
+            if r["variant"] in (f"uniform-latency@{t}", f"precrop-latency@uniform{t}", f"precrop-macs@uniform{t}"):
+                print(f"| {r['model']}@{r['size']} | uniform@{t} | {r['variant'].split('@')[0]} | {r['params']:,} "
+                      f"| {r['macs']:,} | {r['objective']:.1f} | {r['measured_ms']:.3f} |")
+    print("\n### Cost of the feature\n")
+    print("| model | table points | signatures | table build s | latency plan s (cached) | MACs plan s |")
+    print("|---|---|---|---|---|---|")
+    for s in summaries:
+        print(f"| {s['model']}@{s['size']} | {s['table_points']} | {s['signatures']} | {s['table_seconds']:.1f} "
+              f"| {s['latency_plan_seconds']:.2f} | {s['macs_plan_seconds']:.2f} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["mobilenetv2", "resnet50", "resnet20"],
+                        choices=["mobilenetv2", "resnet50", "resnet20"])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--output", default=DEFAULT_OUTPUT)
+    parser.add_argument("--table", default=DEFAULT_TABLE)
+    args = parser.parse_args(argv)
+    summaries, rows = [], []
+    existing = {}
+    if os.path.exists(args.output):
+        with open(args.output, encoding="utf-8") as f:
+            existing = json.load(f)
+    for name in args.models:
+        summary, model_rows = run_model(name, args, args.table)
+        summaries.append(summary)
+        rows.extend(model_rows)
+        keep = [s for s in existing.get("models", []) if (s["model"], s.get("precision")) != (name, args.precision)]
+        keep_rows = [r for r in existing.get("rows", []) if (r["model"], r.get("precision")) != (name, args.precision)]
+        summary["precision"] = args.precision
+        for r in model_rows:
+            r["precision"], r["threads"] = args.precision, args.threads
+        existing = dict(
+            meta=dict(command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+                      environment=report.environment(), threads=args.threads),
+            models=keep + [summary],
+            rows=keep_rows + model_rows,
+        )
+        write_json(args.output, existing)
+    print_tables(summaries, rows, args)
+
+
+if __name__ == "__main__":
+    main()
