@@ -77,10 +77,10 @@ def objective(plan):
 
 
 def flatbuffer(model, precision):
-    from tf_precrop.latency.measure import measure_model  # noqa: F401 - same conversion path
     from tf_precrop._inputs import input_specs
     from tf_precrop.backend import line_of
     from tf_precrop.export.convert import to_flatbuffer
+    from tf_precrop.latency.measure import measure_model  # noqa: F401 - same conversion path
 
     specs = input_specs(model)
     calibration = None
