@@ -300,3 +300,55 @@ def test_the_prune_verb_of_the_cli_keeps_weights_and_exports_a_verified_tflite(t
                                   model.get_layer("bn").get_weights()[0][idx])
     np.testing.assert_array_equal(small.get_layer("out").kernel.numpy(),
                                   model.get_layer("out").kernel.numpy()[idx])
+
+
+def _macs_table(graph):
+    """A latency table whose conv/dense points cost 1e-6 ms per MAC (other kinds 0)."""
+    import math
+
+    from tf_precrop.latency import LatencyTable, fingerprint, probes_of
+
+    table = LatencyTable(num_threads=2, precision="fp32", overhead_ms=0.0)
+    dense_total = 0.0
+    for probe, grids in probes_of(graph):
+        spec = probe.spec
+        for point in table.missing(probe.signature, grids):
+            if probe.kind == "conv":
+                out = [math.ceil(d / s) for d, s in zip(spec["spatial"], spec["strides"], strict=True)]
+                ms = 1e-6 * math.prod(spec["kernel"]) * math.prod(out) * point[0] * point[1]
+            elif probe.kind == "dense":
+                ms = 1e-6 * point[0] * point[1]
+            else:
+                ms = 0.0
+            table.add(probe.signature, point, ms)
+        w0 = graph.widths()
+        at = tuple(int(e.evaluate(w0)) for e in probe.axes)
+        dense_total += table.get(probe.signature, at)
+    table.add_model(fingerprint(graph), graph.model.name, dense_total)  # constant 0
+    return table
+
+
+def _conv_dense_macs(model):
+    """Conv2D and Dense MACs read off the built layers (kernel size × output positions)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            h, w = layer.output.shape[1:3]
+            total += int(np.prod(layer.kernel.shape)) * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def test_latency_budget_prunes_to_the_predicted_latency():
+    # With 1e-6 ms per conv/dense MAC and a zero constant, half the predicted
+    # latency is half the conv+dense MACs, counted here from the pruned layers.
+    model = randomize(tf_precrop.models.resnet20())
+    table = _macs_table(tf_precrop.channel_groups(model))
+    pruned = tf_precrop.prune(model, 0.5, budget="latency", latency=table)
+    ratio = _conv_dense_macs(pruned) / _conv_dense_macs(model)
+    assert abs(ratio - 0.5) <= 0.02
+    plan = tf_precrop.plan(model, 0.5, budget="latency", latency=table)
+    assert plan.latency_ms[1] == pytest.approx(1e-6 * _conv_dense_macs(plan.apply()), rel=1e-9)
+    with pytest.raises(tf_precrop.errors.LatencyError, match="int8"):
+        tf_precrop.prune(model, 0.5, budget="latency", latency=table, precision="int8")

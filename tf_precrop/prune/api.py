@@ -30,6 +30,9 @@ def prune(
     round_to=8,
     seed=0,
     verbose=0,
+    latency=None,
+    num_threads=2,
+    precision="fp32",
 ):
     """Prunes a trained model: same architecture, fewer channels, kept weights copied.
 
@@ -56,7 +59,8 @@ def prune(
         widths: instead of ``target``: ``{group: width}`` or a width
             **multiplier** (``0.5`` halves every free group), as
             :func:`tf_precrop.rebuild` takes.
-        budget: ``"params"`` or ``"macs"`` (for a budget ``target``).
+        budget: ``"params"``, ``"macs"`` or ``"latency"`` (for a budget
+            ``target``; a latency target is a fraction or ``"3.5ms"``).
         importance: ``"l1"`` (default), ``"l2"``, ``"bn_scale"``, ``"taylor"``
             (needs ``data``) or ``"random"``; see :mod:`tf_precrop.prune.importance`.
         data: ``(x, y)`` arrays or a ``tf.data.Dataset`` (for ``"taylor"``).
@@ -66,6 +70,9 @@ def prune(
         round_to: channel multiple for groups of ≥ 32 channels (budget targets).
         seed: seed of ``importance="random"``.
         verbose: 1 prints the widths that change.
+        latency, num_threads, precision: the latency table and its settings
+            for ``budget="latency"``, as :func:`tf_precrop.plan` takes them
+            (:mod:`tf_precrop.latency`).
 
     Returns:
         A new Keras model of the same line, layer names and classes, with the
@@ -135,7 +142,8 @@ def prune(
         new_widths, replay = attempt(explicit)
     else:
         _, (new_widths, replay) = budget_widths(
-            model, graph, trace, classes, scores, target, budget, widths_from, round_to, attempt
+            model, graph, trace, classes, scores, target, budget, widths_from, round_to, attempt,
+            latency_options=dict(latency=latency, num_threads=num_threads, precision=precision),
         )
     if verbose:
         current = graph.widths()
@@ -165,6 +173,8 @@ def _explicit_widths(model, graph, target, widths):
                 f"architecture. Received: plan for {target.model_name!r}"
             )
         return {k: v for k, v in target.widths.items() if v != graph[k].width}
+    if isinstance(target, str):
+        return None  # a latency target in milliseconds ("3.5ms"), checked by the budget
     if isinstance(target, bool) or not isinstance(target, (int, float, np.integer, np.floating)):
         raise TypeError(
             "Expected `target` to be a budget (a number), a {group: width} dict or a "

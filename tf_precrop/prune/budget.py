@@ -21,11 +21,14 @@ from tf_precrop.prune.selection import groups_of, importance_targets, share_mult
 
 
 def budget_widths(
-    model, graph, trace, classes, scores, target, budget, widths_from, round_to, attempt
+    model, graph, trace, classes, scores, target, budget, widths_from, round_to, attempt,
+    latency_options=None,
 ):
     """Solves widths for a budget and returns ``attempt(widths)``'s result.
 
     Args:
+        latency_options: for ``budget="latency"``: ``latency``, ``num_threads``
+            and ``precision`` as :func:`tf_precrop.plan` takes them.
         attempt: ``fn(widths) -> result``; raises ``UnsupportedLayerError`` or
             ``WidthError`` (with ``channel_ids``) when the kept channels cannot
             be followed.
@@ -38,8 +41,15 @@ def budget_widths(
 
     multiples = share_multiples(trace, classes)
     whole = {k for k, m in multiples.items() if graph[k].width % m}
+    cost, tolerance = None, 0.01
+    if budget == "latency":
+        from tf_precrop.latency import latency_for
+
+        opts = dict(latency_options or {})
+        cost = latency_for(graph, opts.pop("latency", None), verbose=0, **opts)
+        tolerance = 0.02
     while True:
-        problem = WidthProblem(graph, budget=budget)
+        problem = WidthProblem(graph, budget=budget, latency=cost)
         _restrict(problem, multiples, whole)
         value = resolve_budget(
             target, problem.dense_cost, problem.min_cost(), problem.max_cost(), False, budget
@@ -51,7 +61,7 @@ def budget_widths(
             )
         else:
             targets = importance_targets(problem, graph, classes, scores, value)
-        solution = problem.solve(targets, value, round_to=int(round_to))
+        solution = problem.solve(targets, value, round_to=int(round_to), tolerance=tolerance)
         try:
             result = attempt(solution.widths)
         except (UnsupportedLayerError, WidthError) as e:
@@ -63,7 +73,7 @@ def budget_widths(
             whole |= more
             continue
         if not solution.within_tolerance:
-            _warn_miss(model, budget, solution, 0.01)
+            _warn_miss(model, budget, solution, tolerance)
         return solution.widths, result
 
 
