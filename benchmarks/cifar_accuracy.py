@@ -11,7 +11,12 @@ validation accuracy, training throughput (images/s) and peak memory:
 * ``precrop_synflow``  — PreCrop fitted to SynFlow's layer densities;
 * ``synflow_masked``   — SynFlow's unstructured masks (weight level), kept
   fixed in training: the same layer densities as ``precrop_synflow`` at weight
-  granularity (the paper's granularity claim).
+  granularity (the paper's granularity claim);
+* ``precrop_latency``  — PreCrop with a *latency* budget equal to the measured
+  LiteRT latency (fp32, 2 threads, median of 3) of the ``uniform_width`` model
+  at the same ``--budgets``/``--compress`` (so ``--budgets macs --compress 10``
+  is "at the latency of the 10x-MACs uniform-width model"); the row records
+  ``latency_target_ms``. The latency table is this machine's cache.
 
 CPU (the default here): a short fixed schedule on a class-balanced subset of
 the training images, validation on a fixed, seeded, class-balanced 5,000-image
@@ -52,6 +57,7 @@ VARIANTS = (
     "precrop_synexp_b2",
     "precrop_synflow",
     "synflow_masked",
+    "precrop_latency",
 )
 
 # Builders whose defaults are not CIFAR-10's 32x32x3 / 10 classes.
@@ -63,13 +69,25 @@ def build_variant(name, base_fn, budget, fraction, seed, rounds):
 
     base = base_fn()
     if name == "dense":
-        return base
+        return base, {}
     if name == "synflow_masked":
         from tf_precrop.baselines import masked_model
 
         # Unstructured masks at the target parameter density (for a MAC
         # budget the same density: masks cut params and MACs alike on paper).
-        return masked_model(base, "synflow", fraction, seed=seed, rounds=rounds, verbose=0)
+        return masked_model(base, "synflow", fraction, seed=seed, rounds=rounds, verbose=0), {}
+    if name == "precrop_latency":
+        import numpy as np
+
+        from tf_precrop.latency.measure import measure_model
+
+        uniform = tf_precrop.plan(base, fraction, budget=budget, method="uniform_width", verbose=0).apply()
+        target_ms = float(np.median([measure_model(uniform, 2, "fp32") for _ in range(3)]))
+        plan = tf_precrop.plan(base, f"{target_ms:.4f}ms", budget="latency", seed=seed, verbose=0)
+        return plan.apply(), {
+            "latency_target_ms": target_ms,
+            "latency_predicted_ms": plan.latency_ms[1],
+        }
     method, options = {
         "uniform_width": ("uniform_width", {}),
         "precrop_synexp": ("synexp", {}),
@@ -79,7 +97,7 @@ def build_variant(name, base_fn, budget, fraction, seed, rounds):
         "precrop_synflow": ("synflow", {"rounds": rounds}),
     }[name]
     plan = tf_precrop.plan(base, fraction, budget=budget, method=method, seed=seed, verbose=0, **options)
-    return plan.apply()
+    return plan.apply(), {}
 
 
 def main(argv=None):
@@ -153,7 +171,7 @@ def main(argv=None):
                         continue
                     keras.utils.set_random_seed(seed)
                     t0 = time.perf_counter()
-                    model = build_variant(variant, base_fn, budget, 1.0 / ratio, seed, args.rounds)
+                    model, info = build_variant(variant, base_fn, budget, 1.0 / ratio, seed, args.rounds)
                     build_s = time.perf_counter() - t0
                     prof = tf_precrop.profile(model)
                     nonzero = None
@@ -180,6 +198,7 @@ def main(argv=None):
                         memory_source=result.memory_source,
                         train_seconds=result.seconds, build_seconds=build_s,
                         command=" ".join(["python"] + sys.argv),
+                        **info,
                     )
                     if args.save_dir:
                         row["saved_model"] = save_for_eval(result.model, args.save_dir, row)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CIFAR-10 evidence runs (docs/results.md, "Full CPU schedule"), one run at a
 # time, in priority order: seed 0 of every ResNet-20 cell first, then seed 1, then
-# seed 2, then ShuffleNetV2. Every finished run appends its row to
+# seed 2, then the latency-budget cell, then ShuffleNetV2. Every finished run appends its row to
 # benchmarks/results/cifar_accuracy.json and saves its model; a rerun skips what is
 # done, so a killed sweep resumes where it stopped (a run killed midway restarts).
 #
@@ -32,4 +32,6 @@ resnet20_seed() {
 resnet20_seed 0 1 1
 resnet20_seed 1 1 1
 resnet20_seed 2 0 0
+# Issue #12: PreCrop at the measured latency of the 10x-MACs uniform-width model.
+run --model resnet20 --variants precrop_latency --budgets macs --compress 10 --seeds 0 1 2
 run --model shufflenet_v2 --variants uniform_width precrop_synexp --budgets macs --compress 2 --seeds 0 1
