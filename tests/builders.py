@@ -534,3 +534,25 @@ def compat_sweep():
     sys.modules["compat_sweep"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def fake_latency_table(model, num_threads=2, precision="fp32", constant_ms=0.5, scale=1e-4):
+    """A hand-built :class:`~tf_precrop.latency.LatencyTable` for ``model``, timed by nothing.
+
+    Every grid point the model's probes need costs ``0.001 + scale * Π widths``
+    ms (bilinear interpolation reproduces a product exactly), and the dense
+    model costs its layer sum plus ``constant_ms``. Plans on it take no
+    LiteRT timing at all.
+    """
+    import tf_precrop
+    from tf_precrop import latency
+
+    graph = tf_precrop.channel_groups(model)
+    probes = latency.probes_of(graph)
+    table = latency.LatencyTable(num_threads, precision)
+    for probe, grids in probes:
+        for point in table.missing(probe.signature, grids):
+            table.add(probe.signature, point, 1e-3 + scale * float(np.prod(point)))
+    layer_sum = latency.latency_cost(graph, table, dense_ms=0.0, probes=probes).layer_sum_dense
+    table.add_model(latency.fingerprint(graph), model.name, layer_sum + constant_ms)
+    return table

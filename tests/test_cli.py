@@ -1,4 +1,4 @@
-"""``tf-precrop`` end to end, in a subprocess: crop, profile, bench, help and bad inputs.
+"""``tf-precrop`` end to end, in a subprocess: crop, profile, bench, latency, help and bad inputs.
 
 Every bad input must exit with status 2 and print exactly one line on stderr,
 ``tf-precrop: error: ...``, and no traceback. The CLI hides TensorFlow's own
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import zipfile
 
+import builders
 import numpy as np
 import pytest
 
@@ -51,10 +52,10 @@ def _env():
     return env
 
 
-def cli(*args, cwd, timeout=600, python=()):
+def cli(*args, cwd, timeout=600, python=(), module="tf_precrop.cli"):
     """Runs ``python -m tf_precrop.cli *args`` in ``cwd``; returns the CompletedProcess."""
     result = subprocess.run(
-        [sys.executable, *python, "-m", "tf_precrop.cli", *map(str, args)],
+        [sys.executable, *python, "-m", module, *map(str, args)],
         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
     )
     result.err_lines = [
@@ -133,13 +134,17 @@ def test_profile_resnet20(tmp_path):
 
 # ---------------------------------------------------------------------- help
 HELP = {
-    None: ["crop", "profile", "bench", "train", "--quiet", "--debug", "--verbose"],
+    None: ["crop", "profile", "bench", "train", "latency", "--quiet", "--debug", "--verbose"],
     "crop": ["--target", "--budget", "--method", "--rounds", "--tflite", "--quantize", "--out",
              "--input-shape", "--unsafe-load", "--preconfig", "--bench", "--calibration-data",
-             "--calibration-samples", "--verify-samples"],
+             "--calibration-samples", "--verify-samples", "--threads", "--precision",
+             "--latency-table", "3.5ms"],
     "profile": ["--input-shape", "--classes", "--line", "--json", "--unsafe-load"],
     "bench": ["--threads", "--runs", "--warmup", "--no-xnnpack"],
-    "train": ["--target", "--epochs", "--batch-size", "--limit", "--data", "--out"],
+    "train": ["--target", "--epochs", "--batch-size", "--limit", "--data", "--out", "--budget",
+              "--threads", "--precision", "--latency-table"],
+    "latency": ["--out", "--threads", "--precision", "--table", "--preconfig", "--input-shape",
+                "--classes", "--line", "--unsafe-load"],
 }
 
 
@@ -162,7 +167,9 @@ def test_console_script_help(tmp_path):
     assert not _TF_LOG.search(result.stderr + result.stdout), result.stderr
 
 
-@pytest.mark.parametrize("args", [["--help"], ["crop", "--help"]], ids=["top", "crop"])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["crop", "--help"], ["latency", "--help"]], ids=["top", "crop", "latency"]
+)
 def test_help_does_not_import_tensorflow_or_log(args, tmp_path):
     result = cli(*args, cwd=tmp_path, python=("-X", "importtime"))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -398,3 +405,166 @@ def test_bad_calibration_data_is_one_line(kind, needles, tmp_path):
     assert_one_line_error(result, *needles)
     assert not _TF_LOG.search(result.stderr), result.stderr
     assert not (tmp_path / "o" / "tiny_precrop.keras").exists()  # failed before planning
+
+
+# ------------------------------------------------------------- latency budget
+@pytest.fixture(scope="module")
+def resnet20_table(tmp_path_factory):
+    """A hand-built fp32, 2-thread latency table for resnet20 (nothing is timed)."""
+    from tf_precrop.cli import load_model
+
+    path = tmp_path_factory.mktemp("latency") / "resnet20_t2_fp32.json"
+    builders.fake_latency_table(load_model("resnet20")).save(path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["0.5", "2ms"])
+def test_crop_to_a_latency_budget_with_a_table_measured_elsewhere(target, resnet20_table, tmp_path):
+    result = cli(
+        "crop", "resnet20", "--budget", "latency", "--target", target, "--latency-table",
+        resnet20_table, "--out", "o", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Timing" not in result.stdout  # the table was used: nothing measured here
+    stem = tmp_path / "o" / "resnet20_precrop"
+    plan = json.loads(stem.with_name(stem.name + "_plan.json").read_text())
+    before, after = plan["latency_ms"]
+    # The solver's band is ±2% of the target, edges included (1e-9: rounding).
+    if target == "0.5":
+        assert abs(after / before - 0.5) <= 0.02 * 0.5 + 1e-9, (before, after)
+    else:
+        assert plan["target"] == "2ms" and abs(after - 2.0) <= 0.02 * 2.0 + 1e-9, (before, after)
+    settings = plan["settings"]
+    assert (settings["num_threads"], settings["precision"]) == (2, "fp32")
+    assert settings["latency_table"] == str(resnet20_table)
+    assert all(layer["latency_ms_after"] is not None for layer in plan["layers"])
+    assert "predicted ms" in result.stdout and f"{before:.3f} → {after:.3f}" in result.stdout
+    report = json.loads(stem.with_name(stem.name + "_report.json").read_text())
+    assert report["latency_ms"]["before"] == before and report["latency_ms"]["after"] == after
+    assert stem.with_suffix(".keras").is_file()
+    assert "fp32, 2 threads, table: " in result.stderr
+
+
+@pytest.mark.parametrize("value", ["3xs", "0ms", "-1ms", "nanms", "ms"])
+def test_bad_latency_target_is_a_one_line_usage_error(value, tmp_path):
+    # --target=VALUE: argparse reads a bare "-1ms" as an option
+    result = cli("crop", "resnet20", "--budget", "latency", f"--target={value}", cwd=tmp_path)
+    assert_one_line_error(result, "--target", repr(value))
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["crop", "resnet20", "--target", "0.5ms"], ["--budget latency", "target='0.5ms'"]),
+        (["train", "resnet20", "--target", "2ms", "--budget", "macs"], ["--budget latency", "budget='macs'"]),
+        (["crop", "resnet20", "--target", "0.5", "--latency-table", "t.json"], ["--latency-table", "--budget latency"]),
+        (["crop", "resnet20", "--target", "0.5", "--precision", "int8"], ["--precision", "--budget latency"]),
+        (["train", "resnet20", "--threads", "4"], ["--threads", "--budget latency"]),
+    ],
+    ids=["ms-target-crop", "ms-target-train", "table", "precision", "threads-train"],
+)
+def test_latency_options_need_the_latency_budget(args, needles, tmp_path):
+    result = cli(*args, cwd=tmp_path)
+    assert_one_line_error(result, *needles)
+
+
+def test_cli_latency_constants_match_the_library():
+    import tf_precrop.cli as cli_module
+    import tf_precrop.latency
+
+    assert cli_module.PRECISIONS == tf_precrop.latency.PRECISIONS
+    assert cli_module.DEFAULT_THREADS == tf_precrop.latency.DEFAULT_THREADS
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--precision", "int8"], ["measured in fp32 at 2 threads", "int8 (from --precision)", "pass --precision fp32"]),
+        (["--threads", "4"], ["at 4 threads", "pass --threads 2"]),
+        (
+            ["--quantize", "int8", "--calibration-data", "x.npy"],
+            ["int8 (from --quantize int8)", "pass --precision fp32"],
+        ),
+    ],
+    ids=["precision", "threads", "quantize-int8"],
+)
+def test_latency_table_of_other_settings_is_refused_before_loading_the_model(args, needles, tmp_path):
+    from tf_precrop.latency import LatencyTable
+
+    LatencyTable(2, "fp32").save(tmp_path / "t.json")
+    np.save(tmp_path / "x.npy", np.zeros((4, 32, 32, 3), np.float32))
+    result = cli(
+        "--quiet", "crop", "resnet20", "--budget", "latency", "--target", "0.5",
+        "--latency-table", "t.json", *args, "--out", "o", cwd=tmp_path,
+    )
+    line = assert_one_line_error(result, "--latency-table t.json", *needles)
+    assert "num_threads=" not in line  # the flags, not plan()'s arguments
+    assert not (tmp_path / "o" / "resnet20_precrop.keras").exists()
+
+
+def test_missing_latency_table_is_one_line(tmp_path):
+    result = cli(
+        "--quiet", "crop", "resnet20", "--budget", "latency", "--target", "0.5",
+        "--latency-table", "nope.json", "--out", "o", cwd=tmp_path,
+    )
+    assert_one_line_error(result, "not found", "nope.json")
+
+
+@pytest.mark.slow
+def test_latency_table_of_another_model_is_one_line(tmp_path):
+    from tf_precrop.latency import LatencyTable
+
+    LatencyTable(2, "fp32").save(tmp_path / "empty.json")
+    result = cli(
+        "--quiet", "crop", "resnet20", "--budget", "latency", "--target", "0.5",
+        "--latency-table", "empty.json", "--out", "o", cwd=tmp_path,
+    )
+    assert_one_line_error(result, "empty.json", "lacks", "resnet20")
+
+
+def _tiny8_keras_file(path):
+    import keras
+
+    x = keras.Input((8, 8, 3), name="image")
+    y = keras.layers.Conv2D(8, 3, name="conv")(x)
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    keras.Model(x, keras.layers.Dense(4, name="out")(y), name="tiny8").save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_latency_verb_measures_a_table_and_extends_it(tmp_path):
+    """``python -m tf_precrop latency``: real LiteRT timing of a tiny model, saved atomically."""
+    import tf_precrop
+    import tf_precrop.latency as lat
+
+    path = _tiny8_keras_file(tmp_path / "tiny8.keras")
+    result = cli("latency", path.name, "--out", "tables/t.json", cwd=tmp_path, module="tf_precrop")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not _TF_LOG.search(result.stderr), result.stderr
+    table = lat.LatencyTable.load(tmp_path / "tables" / "t.json")
+    assert (table.num_threads, table.precision) == (2, "fp32")
+    assert f"wrote tables/t.json: {len(table)} points, {len(table.entries)} signatures, 1 model(s)" in result.stdout
+    assert not [p for p in (tmp_path / "tables").iterdir() if p.name != "t.json"]  # no temp files
+    import keras
+
+    graph = tf_precrop.channel_groups(keras.saving.load_model(path))
+    probes = lat.probes_of(graph)
+    assert probes and all(not table.missing(p.signature, grids) for p, grids in probes)
+    assert table.dense_ms(lat.fingerprint(graph)) > 0
+    assert all(ms > 0 for points in table.entries.values() for ms in points.values())
+
+    again = cli(
+        "--quiet", "latency", path.name, "--table", "tables/t.json", "--out", "tables/t.json",
+        cwd=tmp_path, module="tf_precrop",
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 new points" in again.stdout
+    assert lat.LatencyTable.load(tmp_path / "tables" / "t.json").entries.keys() == table.entries.keys()
+    refused = cli(
+        "--quiet", "latency", path.name, "--table", "tables/t.json", "--precision", "int8",
+        "--out", "t8.json", cwd=tmp_path,
+    )
+    assert_one_line_error(refused, "tables/t.json", "fp32", "int8")
+    assert not (tmp_path / "t8.json").exists()

@@ -128,6 +128,52 @@ def test_summary_names_layers_and_totals(resnet20):
     assert "stage3_block3_conv2" in text and "total" in text and "→" in text
 
 
+@pytest.fixture(scope="module")
+def latency_plan(resnet20):
+    """A budget="latency" plan of resnet20 on a hand-built table (nothing timed)."""
+    import builders
+
+    table = builders.fake_latency_table(resnet20)
+    return tf_precrop.plan(resnet20, 0.5, budget="latency", latency=table, verbose=0)
+
+
+def _png_height(path):
+    with open(path, "rb") as f:
+        header = f.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(header[20:24], "big")
+
+
+def test_summary_shows_predicted_ms_only_for_a_latency_plan(resnet20, latency_plan):
+    text = latency_plan.summary()
+    l0, l1 = latency_plan.latency_ms
+    assert "predicted ms" in text and f"{l0:.3f} → {l1:.3f} ({l1 / l0:.1%})" in text
+    assert f"achieved {l1:.3f} ms" in text and "per-model constant" in text
+    first = latency_plan.layers[0]
+    assert f"{first.latency_ms_before:.3f} → {first.latency_ms_after:.3f}" in text
+    truncated = latency_plan.summary(max_rows=3)
+    assert "more layers" in truncated and "predicted ms" in truncated
+    params = _plan(resnet20, 0.5, "params", "synexp")
+    assert params.latency_ms is None
+    assert "predicted ms" not in params.summary() and " ms" not in params.summary()
+
+
+def test_report_json_and_figure_hold_the_predicted_latency(resnet20, latency_plan, tmp_path):
+    from tf_precrop.report import write_report
+
+    txt, js, png = write_report(latency_plan, tmp_path / "lat")
+    data = json.loads(open(js, encoding="utf-8").read())
+    l0, l1 = latency_plan.latency_ms
+    assert data["latency_ms"]["before"] == l0 and data["latency_ms"]["after"] == l1
+    assert data["latency_ms"]["fraction"] == pytest.approx(l1 / l0)
+    assert (data["latency_ms"]["precision"], data["latency_ms"]["num_threads"]) == ("fp32", 2)
+    assert data["plan"]["latency_ms"] == [l0, l1]
+    assert "predicted ms" in open(txt, encoding="utf-8").read()
+    _, params_js, params_png = write_report(_plan(resnet20, 0.5, "params", "synexp"), tmp_path / "p")
+    assert "latency_ms" not in json.loads(open(params_js, encoding="utf-8").read())
+    assert _png_height(png) > _png_height(params_png)  # the third (latency) panel
+
+
 def test_environment_reports_installed_versions():
     from importlib import metadata
 

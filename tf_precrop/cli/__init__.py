@@ -8,11 +8,29 @@ Examples::
     tf-precrop bench out/MobileNetV2_precrop.tflite
     tf-precrop crop model.keras --target 0.5 --method synflow --quantize int8 \
         --calibration-data val_images/
+    tf-precrop crop resnet20 --budget latency --target 0.5
+    tf-precrop latency model.keras --out pixel7_t4.json --threads 4   # on the device
+    tf-precrop crop model.keras --budget latency --target 3.5ms \
+        --latency-table pixel7_t4.json --threads 4
 
 MODEL is a keras.applications name (built with ``weights=None``), a bundled
 architecture (``resnet20``, ``shufflenet_v2``, ...) or a ``.keras`` file
 (loaded in Keras safe mode unless ``--unsafe-load`` is given). Errors print one
 line and exit with status 2 (``--debug`` shows the traceback).
+
+``--budget latency`` crops to a predicted LiteRT latency (see
+:mod:`tf_precrop.latency`): ``--target`` is a fraction of the dense model's
+latency (``0.5``) or milliseconds (``3.5ms``; only with ``--budget latency``).
+The per-layer times come from this machine's cache (``$TF_PRECROP_CACHE`` or
+``~/.cache/tf_precrop``, timed on first use) or, with ``--latency-table
+FILE``, from a table measured elsewhere, which must hold the model's layer
+signatures and match ``--threads`` (default 2) and ``--precision`` (default
+``int8`` with ``--quantize int8``, else ``fp32``). ``tf-precrop latency MODEL
+--out TABLE.json`` measures such a table (run it on the phone or board;
+``--table EXISTING.json`` extends one, keeping its settings unless given) and
+writes it atomically; ``python -m tf_precrop latency ...`` works too. These
+options without ``--budget latency`` are usage errors (``crop --bench`` also
+takes ``--threads``).
 
 ``--quantize int8`` needs ``--calibration-data PATH``: a ``.npy`` array, an
 ``.npz`` (its only array, or the one named ``x`` or ``images``) or a folder of
@@ -35,12 +53,14 @@ is inside the command functions, and ``import tf_precrop`` is TensorFlow-free.
 """
 
 import argparse
+import math
 import sys
 
 from tf_precrop.cli._quiet import native_stderr_silenced, quiet_tensorflow
 from tf_precrop.cli.commands import (
     _cmd_bench,
     _cmd_crop,
+    _cmd_latency,
     _cmd_profile,
     _cmd_train,
     load_model,  # noqa: F401 - public: the model behind a MODEL argument
@@ -48,6 +68,10 @@ from tf_precrop.cli.commands import (
 from tf_precrop.prune.cli import add_prune_command, run_prune
 
 EXIT_ERROR = 2
+#: ``tf_precrop.latency.PRECISIONS`` and ``DEFAULT_THREADS``, spelled out so that
+#: ``--help`` imports nothing (tests/test_cli.py checks they agree).
+PRECISIONS = ("fp32", "int8")
+DEFAULT_THREADS = 2
 
 
 def _parse_shape(text):
@@ -71,6 +95,28 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
     return value
+
+
+def _target(text):
+    """``--target``: a number (fraction or count), or milliseconds such as ``3.5ms``."""
+    stripped = text.strip().lower()
+    if stripped.endswith("ms"):
+        try:
+            value = float(stripped[:-2])
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(
+                f"expected a positive number of milliseconds such as 3.5ms; got {text!r}"
+            )
+        return f"{stripped[:-2].strip()}ms"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected a fraction of the dense cost such as 0.5 (or, with --budget latency, "
+            f"milliseconds such as 3.5ms); got {text!r}"
+        ) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,10 +144,16 @@ def _parser():
         p.add_argument("--line", choices=("keras3", "tf_keras"), default="keras3", help="Keras line for built models")
         p.add_argument("--unsafe-load", action="store_true", help="allow code (Lambda) in .keras files")
 
+    def latency_args(p, bench=False):
+        also = " and --bench" if bench else ""
+        p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help=f"LiteRT threads of the latency budget{also} (default {DEFAULT_THREADS})")
+        p.add_argument("--precision", choices=PRECISIONS, default=None, help="precision the latency budget is timed in (default int8 with --quantize int8, else fp32)")
+        p.add_argument("--latency-table", metavar="FILE", default=None, help="a latency table measured elsewhere (tf-precrop latency); default: this machine's cache, timed as needed")
+
     crop = sub.add_parser("crop", help="plan and build a cropped model; write .keras, report, .tflite")
     model_args(crop)
-    crop.add_argument("--target", type=float, required=True, help="fraction of the dense cost (0 < t <= 1)")
-    crop.add_argument("--budget", choices=("params", "macs"), default="params")
+    crop.add_argument("--target", type=_target, required=True, help="fraction of the dense cost (0 < t <= 1), or milliseconds (3.5ms) with --budget latency")
+    crop.add_argument("--budget", choices=("params", "macs", "latency"), default="params", help="params (default), macs or latency (predicted LiteRT ms)")
     crop.add_argument("--method", default="synexp", help="synexp (default), synflow, snip, grasp, magnitude, random, uniform, erk, uniform_width")
     crop.add_argument("--rounds", type=int, default=100, help="SynFlow rounds")
     crop.add_argument("--round-to", type=int, default=8, help="channel multiple for groups of >= 32 channels")
@@ -119,6 +171,7 @@ def _parser():
     crop.add_argument("--calibration-samples", type=_positive_int, default=256, metavar="N", help="most samples to calibrate on (default 256)")
     crop.add_argument("--verify-samples", type=_positive_int, default=64, metavar="N", help="most held-back samples to verify on (default 64; at most a quarter of the data)")
     crop.add_argument("--bench", action="store_true", help="measure LiteRT latency of the .tflite file")
+    latency_args(crop, bench=True)
 
     prof = sub.add_parser("profile", help="print per-layer params and MACs")
     model_args(prof)
@@ -133,8 +186,8 @@ def _parser():
 
     train = sub.add_parser("train", help="train a bundled model on CIFAR-10 (optionally cropped)")
     train.add_argument("model", metavar="MODEL", help="bundled architecture, e.g. resnet20")
-    train.add_argument("--target", type=float, default=None, help="crop to this fraction first")
-    train.add_argument("--budget", choices=("params", "macs"), default="params")
+    train.add_argument("--target", type=_target, default=None, help="crop to this fraction (or, with --budget latency, milliseconds such as 3.5ms) first")
+    train.add_argument("--budget", choices=("params", "macs", "latency"), default="params")
     train.add_argument("--method", default="synexp")
     train.add_argument("--epochs", type=int, default=160)
     train.add_argument("--batch-size", type=int, default=128)
@@ -142,13 +195,48 @@ def _parser():
     train.add_argument("--data", default="auto", help="'auto', 'keras', or the CIFAR-10 zip/folder")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="precrop_train", help="log and checkpoint folder")
+    latency_args(train)
+
+    lat = sub.add_parser("latency", help="measure a latency table for --budget latency (run it on the target device)")
+    model_args(lat)
+    lat.add_argument("--out", required=True, metavar="TABLE.json", help="where to write the table (atomically)")
+    lat.add_argument("--threads", type=_positive_int, default=None, metavar="N", help=f"LiteRT threads (default {DEFAULT_THREADS}, or --table's)")
+    lat.add_argument("--precision", choices=PRECISIONS, default=None, help="fp32 or int8 (default fp32, or --table's)")
+    lat.add_argument("--table", metavar="EXISTING.json", default=None, help="extend this table: time only the points it lacks")
+    lat.add_argument("--preconfig", action="store_true", help="also time widths up to twice today's (for crop --preconfig)")
     prune = add_prune_command(sub)
-    parser.commands = {"crop": crop, "profile": prof, "bench": bench, "train": train, "prune": prune}
+    parser.commands = {"crop": crop, "profile": prof, "bench": bench, "train": train, "latency": lat, "prune": prune}
     return parser
+
+
+def _check_latency_args(command, args):
+    """``--target 3ms`` and the latency options need ``--budget latency``."""
+    if args.budget == "latency":
+        return
+    if isinstance(args.target, str):
+        command.error(
+            f"--target {args.target} is a latency in milliseconds: add --budget latency, or give "
+            f"a fraction of the dense cost. Received: target={args.target!r}, budget={args.budget!r}"
+        )
+    given = [
+        flag for flag, value in (
+            ("--threads", None if getattr(args, "bench", False) else args.threads),
+            ("--precision", args.precision),
+            ("--latency-table", args.latency_table),
+        ) if value is not None
+    ]
+    if given:
+        command.error(
+            f"{', '.join(given)} only set the latency budget: add --budget latency"
+            + (" (or --bench for --threads)" if args.command == "crop" else "")
+            + f". Received: budget={args.budget!r}"
+        )
 
 
 def _check_args(parser, args):
     """Usage errors found before any work (exit 2 through ``parser.error``)."""
+    if args.command in ("crop", "train"):
+        _check_latency_args(parser.commands[args.command], args)
     if args.command != "crop":
         return
     crop = parser.commands["crop"]
@@ -167,7 +255,7 @@ def _check_args(parser, args):
 
 COMMANDS = {
     "crop": _cmd_crop, "profile": _cmd_profile, "bench": _cmd_bench, "train": _cmd_train,
-    "prune": run_prune,
+    "latency": _cmd_latency, "prune": run_prune,
 }
 
 

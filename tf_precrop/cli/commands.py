@@ -137,6 +137,57 @@ def _export(model, path, quantize, calibration, verification):
     )
 
 
+def _precision(args):
+    """``(precision, where it came from)`` of ``--budget latency``."""
+    if args.precision is not None:
+        return args.precision, "from --precision"
+    if getattr(args, "quantize", None) == "int8":
+        return "int8", "from --quantize int8"
+    return "fp32", "the default"
+
+
+def _latency_options(args):
+    """``plan()`` options of ``--budget latency`` (``{}`` for other budgets).
+
+    A ``--latency-table`` is read here, before the model loads, and its
+    settings are checked against ``--threads``/``--precision`` so that a
+    mismatch names the flags, not ``plan()``'s arguments.
+    """
+    if args.budget != "latency":
+        return {}
+    from tf_precrop.latency import DEFAULT_THREADS, LatencyTable
+
+    threads = args.threads or DEFAULT_THREADS
+    precision, source = _precision(args)
+    options = {"num_threads": threads, "precision": precision}
+    if args.latency_table is None:
+        return options
+    table = LatencyTable.load(args.latency_table)
+    if (table.num_threads, table.precision) != (threads, precision):
+        fix = []
+        if table.precision != precision:
+            fix.append(f"--precision {table.precision}")
+        if table.num_threads != threads:
+            fix.append(f"--threads {table.num_threads}")
+        raise ValueError(
+            f"--latency-table {args.latency_table} was measured in {table.precision} at "
+            f"{table.num_threads} threads, but the plan is for {precision} ({source}) at "
+            f"{threads} threads. Expected matching settings: pass {' '.join(fix)} or a table "
+            f"measured with `tf-precrop latency MODEL --precision {precision} --threads {threads}`. "
+            f"Received: table precision={table.precision!r}, threads={table.num_threads}"
+        )
+    options["latency"] = table
+    return options
+
+
+def _latency_note(options):
+    if not options:
+        return ""
+    table = options.get("latency")
+    where = "this machine's cache" if table is None else table.path
+    return f" ({options['precision']}, {options['num_threads']} threads, table: {where})"
+
+
 def _cmd_crop(args):
     import tf_precrop
     from tf_precrop.report import write_report
@@ -147,14 +198,17 @@ def _cmd_crop(args):
             f"calibration data not found: {args.calibration_data}; expected a .npy/.npz file or "
             f"a folder of images. Received: calibration_data={args.calibration_data!r}"
         )
+    latency_options = _latency_options(args)
     _say(args, f"[1/4] loading {args.model}")
     model = load_model(args.model, args.input_shape, args.classes, args.line, args.unsafe_load)
     calibration, verification = _calibration_data(args, model)
-    _say(args, f"[2/4] planning {args.method} to {args.target} of {args.budget}")
+    target = f"{args.target} latency" if isinstance(args.target, str) else f"{args.target} of {args.budget}"
+    _say(args, f"[2/4] planning {args.method} to {target}{_latency_note(latency_options)}")
     t0 = time.perf_counter()
     plan = tf_precrop.plan(
         model, args.target, budget=args.budget, method=args.method, round_to=args.round_to,
         preconfig=args.preconfig, seed=args.seed, rounds=args.rounds, verbose=0 if args.quiet else 1,
+        **latency_options,
     )
     _say(args, f"      planned in {time.perf_counter() - t0:.1f} s")
     _say(args, "[3/4] building the cropped model")
@@ -168,7 +222,7 @@ def _cmd_crop(args):
         _say(args, "[4/4] exporting to TFLite and verifying in LiteRT" + _data_note(args, calibration, verification))
         export = _export(small, os.path.join(out, stem + ".tflite"), args.quantize, calibration, verification)
         if args.bench:
-            latency = tf_precrop.benchmark_tflite(export.path)
+            latency = tf_precrop.benchmark_tflite(export.path, **({"num_threads": args.threads} if args.threads else {}))
     paths = write_report(plan, out, stem=stem + "_report", export=export, latency=latency)
     print(plan.summary(max_rows=None if args.quiet else 40))
     print(f"wrote {keras_path}")
@@ -180,7 +234,8 @@ def _cmd_crop(args):
             f"max abs error {export.max_abs_error:.2e}, relative error {export.relative_error:.2e}{top1})"
         )
     if latency is not None:
-        print(f"LiteRT latency: median {latency.median_ms:.2f} ms, p90 {latency.p90_ms:.2f} ms")
+        predicted = "" if plan.latency_ms is None else f" (predicted {plan.latency_ms[1]:.2f} ms)"
+        print(f"LiteRT latency: median {latency.median_ms:.2f} ms, p90 {latency.p90_ms:.2f} ms{predicted}")
     print("wrote " + ", ".join(paths))
     return 0
 
@@ -210,13 +265,51 @@ def _cmd_train(args):
     import tf_precrop
     from tf_precrop import data, training
 
+    latency_options = _latency_options(args) if args.target is not None else {}
     _say(args, f"loading CIFAR-10 ({args.data})")
     (x, y), _ = data.load_cifar10(args.data, limit=args.limit)
     (x_tr, y_tr), (x_val, y_val) = data.train_val_split(x, y, val_size=min(5000, len(x) // 10), seed=0)
     model = load_model(args.model, (32, 32, 3), 10)
     if args.target is not None:
-        model = tf_precrop.crop(model, args.target, budget=args.budget, method=args.method, seed=args.seed, verbose=0)
+        model = tf_precrop.crop(
+            model, args.target, budget=args.budget, method=args.method, seed=args.seed,
+            verbose=1 if latency_options and not args.quiet else 0, **latency_options,
+        )
     config = training.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     result = training.train(model, (x_tr, y_tr), (x_val, y_val), config=config, log_dir=_writable_dir(args.out), verbose=0 if args.quiet else 2)
     print(result)
+    return 0
+
+
+def _cmd_latency(args):
+    import tf_precrop
+    import tf_precrop.latency as lat
+
+    existing = None if args.table is None else lat.LatencyTable.load(args.table)
+    threads = args.threads or (existing.num_threads if existing else lat.DEFAULT_THREADS)
+    precision = args.precision or (existing.precision if existing else "fp32")
+    if existing is not None and (existing.num_threads, existing.precision) != (threads, precision):
+        raise ValueError(
+            f"--table {args.table} holds {existing.precision} times at {existing.num_threads} "
+            f"threads; it cannot be extended with {precision} times at {threads} threads. "
+            "Expected matching settings: drop --precision/--threads to keep the table's, or "
+            f"measure a new table. Received: precision={precision!r}, threads={threads}"
+        )
+    _writable_dir(os.path.dirname(os.path.abspath(args.out)))
+    _say(args, f"[1/2] loading {args.model}")
+    model = load_model(args.model, args.input_shape, args.classes, args.line, args.unsafe_load)
+    _say(args, f"[2/2] timing its layers in LiteRT ({precision}, {threads} threads)")
+    before = 0 if existing is None else len(existing)
+    t0 = time.perf_counter()
+    table = lat.measure_table(
+        model, num_threads=threads, precision=precision, table=existing,
+        upper=2.0 if args.preconfig else 1.0, verbose=0 if args.quiet else 1,
+    )
+    table.save(args.out)
+    dense = table.dense_ms(lat.fingerprint(tf_precrop.channel_groups(model)))
+    print(
+        f"{model.name}: dense {dense:.3f} ms ({precision}, {threads} threads); "
+        f"{len(table) - before} new points timed in {time.perf_counter() - t0:.1f} s"
+    )
+    print(f"wrote {args.out}: {len(table)} points, {len(table.entries)} signatures, {len(table.models)} model(s)")
     return 0
