@@ -192,6 +192,7 @@ def __getattr__(name):
         "training": "tf_precrop.training",
         "baselines": "tf_precrop.baselines",
         "report": "tf_precrop.report",
+        "latency": "tf_precrop.latency",
     }
     if name in lazy:
         return importlib.import_module(lazy[name])

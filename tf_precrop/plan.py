@@ -329,9 +329,17 @@ def plan(
             num_threads=options.get("num_threads", DEFAULT_THREADS),
             precision=options.get("precision", "fp32"),
             latency_constant_ms=latency.constant,
-            latency_table=None if table is None else str(getattr(table, "path", table)),
+            latency_table=_table_name(table),
         )
     return _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, settings)
+
+
+def _table_name(table):
+    """The settings' record of where a latency table came from (None: this machine's cache)."""
+    if table is None:
+        return None
+    path = getattr(table, "path", table)
+    return "(in memory)" if path is None else str(path)
 
 
 _LATENCY_OPTIONS = ("latency", "num_threads", "precision")

@@ -303,9 +303,8 @@ def _cmd_latency(args):
     t0 = time.perf_counter()
     table = lat.measure_table(
         model, num_threads=threads, precision=precision, table=existing,
-        upper=2.0 if args.preconfig else 1.0, verbose=0 if args.quiet else 1,
+        upper=2.0 if args.preconfig else 1.0, verbose=0 if args.quiet else 1, path=args.out,
     )
-    table.save(args.out)
     dense = table.dense_ms(lat.fingerprint(tf_precrop.channel_groups(model)))
     print(
         f"{model.name}: dense {dense:.3f} ms ({precision}, {threads} threads); "

@@ -167,7 +167,7 @@ def latency_for(graph, latency=None, num_threads=DEFAULT_THREADS, precision="fp3
 
 
 def measure_table(model, num_threads=DEFAULT_THREADS, precision="fp32", table=None, upper=1.0,
-                  verbose=1):
+                  verbose=1, path=None):
     """Measures (or completes) a latency table for ``model`` on this machine.
 
     Times every single-layer grid point ``model`` needs that ``table`` lacks,
@@ -182,9 +182,12 @@ def measure_table(model, num_threads=DEFAULT_THREADS, precision="fp32", table=No
         table: a :class:`LatencyTable` or path to extend (None: a new table).
         upper: the largest width ratio plans will use (PreConfig).
         verbose: progress bar.
+        path: if given, the table is saved there (atomically) when measuring
+            ends — also if it stops early (an error, Ctrl-C), with the points
+            finished so far — so a long run on a board never loses them.
 
     Returns:
-        The :class:`LatencyTable` (not saved: call ``table.save(path)``).
+        The :class:`LatencyTable` (saved to ``path`` when given).
     """
     from tf_precrop.graph import channel_groups
     from tf_precrop.latency.measure import measure_model, measure_points
@@ -200,6 +203,9 @@ def measure_table(model, num_threads=DEFAULT_THREADS, precision="fp32", table=No
             f"with {precision} times at {num_threads} threads. Expected matching settings."
         )
     graph = channel_groups(model)
-    measure_points(table, probes_of(graph, upper=upper), verbose=verbose)
+    save = None if path is None else (lambda: table.save(path))
+    measure_points(table, probes_of(graph, upper=upper), verbose=verbose, save=save)
     table.add_model(fingerprint(graph), model.name, measure_model(model, num_threads, precision))
+    if save is not None:
+        save()
     return table

@@ -85,8 +85,9 @@ def measure_points(table, probes, verbose=1, save=None):
     if verbose:
         import keras
 
+        kept = "; cached for next time" if save is not None else ""
         print(f"Timing {len(todo)} single-layer LiteRT models ({table.precision}, "
-              f"{table.num_threads} threads); cached for next time.")
+              f"{table.num_threads} threads){kept}.")
         interactive = verbose == 1 and sys.stdout.isatty()
         bar = keras.utils.Progbar(len(todo), verbose=1 if interactive else 2)
     done = 0
