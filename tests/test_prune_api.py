@@ -352,3 +352,21 @@ def test_latency_budget_prunes_to_the_predicted_latency():
     assert plan.latency_ms[1] == pytest.approx(1e-6 * _conv_dense_macs(plan.apply()), rel=1e-9)
     with pytest.raises(tf_precrop.errors.LatencyError, match="int8"):
         tf_precrop.prune(model, 0.5, budget="latency", latency=table, precision="int8")
+
+
+def test_taylor_on_a_model_compiled_with_a_one_hot_loss_and_integer_labels():
+    # A model trained on one-hot targets keeps CategoricalCrossentropy in its
+    # compile config; Taylor scores on integer labels one-hot encode them, and
+    # match the scores of the same model compiled with the sparse loss.
+    model = randomize(tf_precrop.models.resnet20(width=0.25))
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = np.arange(16) % 10
+    sparse = keras.models.clone_model(model)
+    sparse.set_weights(model.get_weights())
+    model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    sparse.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    a = tf_precrop.prune(model, 0.5, importance="taylor", data=(x, y))
+    b = tf_precrop.prune(sparse, 0.5, importance="taylor", data=(x, y))
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        for wa, wb in zip(la.get_weights(), lb.get_weights(), strict=True):
+            np.testing.assert_array_equal(wa, wb)

@@ -336,6 +336,7 @@ def _resolve_loss(model, line, loss, y, prediction):
     elif _compiled_loss(model) is not None:
         fn, name = _as_loss(keras, _compiled_loss(model))
         info["loss_source"] = "compiled"
+        fn = _labels_for(fn, name, y, prediction, info)
     else:
         probabilities = _outputs_probabilities(model, line, prediction)
         y = np.asarray(y)
@@ -356,6 +357,33 @@ def _resolve_loss(model, line, loss, y, prediction):
     info["loss"] = name
     info["sparse"] = "sparse" in name.lower() and "categorical" in name.lower()
     return fn, info
+
+
+def _labels_for(fn, name, y, prediction, info):
+    """A one-hot compiled loss (categorical cross-entropy) fed integer class labels.
+
+    A model trained on one-hot targets (e.g. with label smoothing) keeps that
+    loss in its compile config; scoring it on ``(x, integer labels)`` one-hot
+    encodes the labels to the output's width instead of failing on the rank.
+    """
+    y = np.asarray(y)
+    config_name = str(getattr(fn, "name", "") or name).lower()
+    one_hot_loss = "categorical" in config_name and "sparse" not in config_name
+    integer = np.issubdtype(y.dtype, np.integer) and (
+        y.ndim == len(prediction.shape) - 1 or (y.ndim == len(prediction.shape) and y.shape[-1] == 1)
+    )
+    if not (one_hot_loss and integer and prediction.shape[-1] > 1):
+        return fn
+    import tensorflow as tf
+
+    depth = int(prediction.shape[-1])
+    info["labels"] = "one-hot encoded for the compiled loss"
+
+    def loss(y_true, y_pred):
+        labels = tf.reshape(tf.cast(y_true, "int32"), tf.shape(y_pred)[:-1])
+        return fn(tf.one_hot(labels, depth, dtype=y_pred.dtype), y_pred)
+
+    return loss
 
 
 def _as_loss(keras, loss):
