@@ -8,6 +8,7 @@ table, saves as plain JSON, and rebuilds the model with :meth:`Plan.apply`.
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 
@@ -329,7 +330,9 @@ def plan(
             num_threads=options.get("num_threads", DEFAULT_THREADS),
             precision=options.get("precision", "fp32"),
             latency_constant_ms=latency.constant,
-            latency_table=None if table is None else str(getattr(table, "path", table)),
+            # The table's file; "(in memory)" for a LatencyTable never saved; None: this
+            # machine's cache.
+            latency_table=None if table is None else os.fspath(getattr(table, "path", table) or "(in memory)"),
         )
     return _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, settings)
 
