@@ -43,10 +43,13 @@ def resolve_budget(target, dense_cost, min_cost, max_cost, preconfig, kind):
             f"A {kind} target must be a number. Strings ('3.5ms') are for budget='latency'. "
             f"Received: target={target!r}"
         )
+    absolute = (
+        "a string of milliseconds like '3.5ms'" if kind == "latency" else f"an absolute {kind} count"
+    )
     if isinstance(target, bool) or not isinstance(target, (int, float, np.integer, np.floating)):
         raise BudgetError(
-            "Expected `target` to be a number: a fraction of the dense cost or an "
-            f"absolute {kind} count. Received: target={target!r}"
+            "Expected `target` to be a number: a fraction of the dense cost or "
+            f"{absolute}. Received: target={target!r}"
         )
     if not math.isfinite(target) or target <= 0:
         raise BudgetError(
@@ -58,7 +61,12 @@ def resolve_budget(target, dense_cost, min_cost, max_cost, preconfig, kind):
         if target > 1 and not preconfig:
             raise BudgetError(
                 "A target above 1 (larger than the dense model) needs preconfig=True; "
-                f"for an absolute {kind} count pass an int. Received: target={target!r}"
+                + (
+                    f"for an absolute latency pass milliseconds as a string ('{target}ms'). "
+                    if kind == "latency"
+                    else f"for an absolute {kind} count pass an int. "
+                )
+                + f"Received: target={target!r}"
             )
         budget = float(target) * dense_cost
     return _check_range(budget, target, dense_cost, min_cost, max_cost, unit)

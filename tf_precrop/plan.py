@@ -8,6 +8,7 @@ table, saves as plain JSON, and rebuilds the model with :meth:`Plan.apply`.
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 
@@ -339,7 +340,7 @@ def _table_name(table):
     if table is None:
         return None
     path = getattr(table, "path", table)
-    return "(in memory)" if path is None else str(path)
+    return "(in memory)" if path is None else os.fspath(path)
 
 
 _LATENCY_OPTIONS = ("latency", "num_threads", "precision")

@@ -109,6 +109,8 @@ def _own_table(graph, num_threads, precision, cache, verbose, upper):
         )
     save = (lambda: table.save(path)) if cache is not False else None
     probes = probes_of(graph, upper=upper)
+    if not probes:
+        return table, probes  # nothing to time: latency_cost says so, before any measuring
     measure_points(table, probes, verbose=verbose, save=save)
     key = fingerprint(graph)
     if table.dense_ms(key) is None:

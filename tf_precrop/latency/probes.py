@@ -123,6 +123,8 @@ def probe_of(call, input_fuses=False):
     if any(d is None for d in spatial):
         return None
     cfg = call.config
+    if kind == "conv" and "depthwise" in call.meta:
+        kind = "depthwise"  # a Conv2D(groups=channels) is timed as the depthwise conv it is
     builder = _SPECS.get(kind)
     if builder is None:
         return None
@@ -194,6 +196,9 @@ def _elementwise(call, cfg, spatial, input_fuses):
 def _concat(call, cfg, spatial, input_fuses):
     if not call.outputs or not isinstance(call.outputs[0], LinearExpr):
         return None
+    rank = len(call.in_shapes[0]) + 1
+    if int(cfg.get("axis", -1)) % rank != rank - 1:
+        return None  # a spatial concatenation: not the channel concat the micro-model times
     if len({tuple(s[:-1]) for s in call.in_shapes}) != 1:
         return None
     return {"inputs": len(call.inputs), "spatial": spatial}, [call.outputs[0]]
