@@ -543,7 +543,8 @@ class FakeTimer:
     def __init__(self, fail_after=None, error=RuntimeError):
         self.converted = []
         self.timed = 0
-        self.models = 0
+        self.models = 0  # whole models timed: the dense one and its thinned copy
+        self.overheads = 0
         self.fail_after = fail_after
         self.error = error
 
@@ -551,7 +552,12 @@ class FakeTimer:
         monkeypatch.setattr(measure_mod, "convert_micro", self.convert_micro)
         monkeypatch.setattr(measure_mod, "time_flatbuffer", self.time_flatbuffer)
         monkeypatch.setattr(measure_mod, "measure_model", self.measure_model)
+        monkeypatch.setattr(measure_mod, "measure_overhead", self.measure_overhead)
         return self
+
+    def measure_overhead(self, num_threads, precision):
+        self.overheads += 1
+        return 0.0
 
     def convert_micro(self, kind, spec, widths, precision):
         self.converted.append((signature_of(kind, spec), tuple(int(w) for w in widths), precision))
@@ -595,7 +601,7 @@ def test_the_cache_is_measured_once_per_setting_and_reused(monkeypatch, cache_di
     first = tf_precrop.plan(model, 0.5, budget="latency", verbose=0)
     assert {(s, p) for s, p, _ in fake.converted} == expected
     assert len(fake.converted) == fake.timed == len(expected)
-    assert fake.models == 1
+    assert fake.models == 2 and fake.overheads == 1
     assert sorted(os.listdir(cache_dir)) == [os.path.basename(cache_path(2, "fp32"))]
     on_disk = LatencyTable.load(cache_path(2, "fp32"))
     assert len(on_disk) == len(expected)
@@ -609,7 +615,7 @@ def test_the_cache_is_measured_once_per_setting_and_reused(monkeypatch, cache_di
 
     four = FakeTimer().install(monkeypatch)
     third = tf_precrop.plan(model, 0.5, budget="latency", num_threads=4, verbose=0)
-    assert four.timed == len(expected) and four.models == 1
+    assert four.timed == len(expected) and four.models == 2
     assert sorted(os.listdir(cache_dir)) == sorted(
         os.path.basename(cache_path(t, "fp32")) for t in (2, 4)
     )
@@ -639,7 +645,7 @@ def test_interrupted_measuring_keeps_only_finished_points(monkeypatch, cache_dir
     # The next plan measures only what is left.
     rest = FakeTimer().install(monkeypatch)
     tf_precrop.plan(model, 0.5, budget="latency", verbose=0)
-    assert rest.timed == len(expected) - 5 and rest.models == 1
+    assert rest.timed == len(expected) - 5 and rest.models == 2
     assert {(s, p) for s, p, _ in rest.converted} == expected - finished
     no_tmp_files(cache_dir)
 
@@ -963,3 +969,54 @@ def test_measure_table_times_a_tiny_model_in_litert():
     cost = latency_cost(graph, table)
     assert cost.total(cost.w0) == pytest.approx(dense, rel=1e-12)
     assert LatencyTable.from_json(table.to_json()).to_dict() == table.to_dict()
+
+
+# ------------------------------------------- overhead and the two-point calibration
+def _filled(model, value):
+    graph = tf_precrop.channel_groups(model)
+    table = LatencyTable(num_threads=2, precision="fp32")
+    for probe, grids in probes_of(graph):
+        for point in table.missing(probe.signature, grids):
+            table.add(probe.signature, point, value(probe, point))
+    return graph, table
+
+
+def test_overhead_is_subtracted_from_every_point():
+    model = model_of("chain")
+    graph, table = _filled(model, lambda probe, point: 0.25 + 1e-3 * sum(point))
+    plain = latency_cost(graph, table, dense_ms=1.0)
+    table.overhead_ms = 0.25
+    less = latency_cost(graph, table, dense_ms=1.0)
+    n_calls = len(probes_of(graph))
+    # Every call loses 0.25 ms; the constant takes it back at the dense widths.
+    assert less.layer_sum_dense == pytest.approx(plain.layer_sum_dense - 0.25 * n_calls, rel=1e-12)
+    assert less.total(less.w0) == pytest.approx(1.0, rel=1e-12)
+    w = less.w0.copy()
+    w[np.flatnonzero([not g.fixed for g in graph.groups])] = 2
+    assert less.total(w) == pytest.approx(plain.total(w), rel=1e-12)  # a constant per call cancels
+    # An overhead above a point's time clips it at 0.
+    table.overhead_ms = 10.0
+    assert latency_cost(graph, table, dense_ms=1.0).layer_sum_dense == 0.0
+
+
+def test_two_point_calibration_matches_both_measurements():
+    model = model_of("residual")
+    graph, table = _filled(model, lambda probe, point: 1e-3 * math.prod(point))
+    w0 = graph.widths()
+    thin = {k: (w if graph[k].fixed else max(1, w // 2)) for k, w in w0.items()}
+    vec = np.array([thin[g.key] for g in graph.groups], dtype=np.float64)
+    plain = latency_cost(graph, table, dense_ms=1.0)  # scale 1: the raw layer sums
+    s0, s1 = plain.layer_sum_dense, plain.total(vec) - plain.constant
+    # Measurements that a scale of 0.9 and a constant of 0.1 ms explain exactly.
+    m0, m1 = 0.1 + 0.9 * s0, 0.1 + 0.9 * s1
+    table.add_model(fingerprint(graph), model.name, m0, {"widths": thin, "ms": m1})
+    cost = latency_cost(graph, table)
+    assert cost.scale == pytest.approx(0.9, rel=1e-9)
+    assert cost.constant == pytest.approx(0.1, rel=1e-9)
+    assert cost.total(cost.w0) == pytest.approx(m0, rel=1e-12)
+    assert cost.total(vec) == pytest.approx(m1, rel=1e-12)
+    assert sum(cost.per_layer(vec).values()) == pytest.approx(0.9 * s1, rel=1e-12)
+    assert LatencyTable.from_json(table.to_json()).thin(fingerprint(graph)) == {"widths": thin, "ms": m1}
+    # A thinned copy measured slower than dense is a bad measurement: scale 1.
+    table.add_model(fingerprint(graph), model.name, m0, {"widths": thin, "ms": m0 * 1.5})
+    assert latency_cost(graph, table).scale == 1.0

@@ -330,6 +330,7 @@ def plan(
             num_threads=options.get("num_threads", DEFAULT_THREADS),
             precision=options.get("precision", "fp32"),
             latency_constant_ms=latency.constant,
+            latency_scale=latency.scale,
             latency_table=_table_name(table),
         )
     return _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, settings)

@@ -29,6 +29,7 @@ Choices (documented here, tested in ``tests/test_latency*.py``):
   measures what it lacks, with a progress bar; ``latency="table.json"`` or a
   :class:`LatencyTable` uses a table measured elsewhere (a phone, a board)
   and never measures: a missing layer signature is an error.
+* **Calibration.** Two whole-model measurements per model (dense, and every free group × 0.4) fix a per-model constant and scale (`LatencyCost`): a layer runs faster inside the model than alone, and the constant alone cannot say by how much.
 * **Tolerance.** The solver reaches the predicted target within ±2% (timing
   noise is of that order; a tighter band buys nothing).
 
@@ -97,7 +98,7 @@ def parse_target(target):
 
 def _own_table(graph, num_threads, precision, cache, verbose, upper):
     """This machine's cached table, extended with what ``graph`` needs and saved."""
-    from tf_precrop.latency.measure import measure_model, measure_points
+    from tf_precrop.latency.measure import measure_calibration, measure_points
 
     path = cache if isinstance(cache, (str, os.PathLike)) else cache_path(num_threads, precision)
     table = LatencyTable.load(path) if os.path.exists(path) else LatencyTable(num_threads, precision, path=os.fspath(path))
@@ -114,7 +115,8 @@ def _own_table(graph, num_threads, precision, cache, verbose, upper):
     measure_points(table, probes, verbose=verbose, save=save)
     key = fingerprint(graph)
     if table.dense_ms(key) is None:
-        table.add_model(key, graph.model.name, measure_model(graph.model, num_threads, precision))
+        dense_ms, thin = measure_calibration(graph, num_threads, precision)
+        table.add_model(key, graph.model.name, dense_ms, thin)
         if save is not None:
             save()
     return table, probes
@@ -192,7 +194,7 @@ def measure_table(model, num_threads=DEFAULT_THREADS, precision="fp32", table=No
         The :class:`LatencyTable` (saved to ``path`` when given).
     """
     from tf_precrop.graph import channel_groups
-    from tf_precrop.latency.measure import measure_model, measure_points
+    from tf_precrop.latency.measure import measure_calibration, measure_points
 
     check_settings(num_threads, precision)
     if table is None:
@@ -207,7 +209,8 @@ def measure_table(model, num_threads=DEFAULT_THREADS, precision="fp32", table=No
     graph = channel_groups(model)
     save = None if path is None else (lambda: table.save(path))
     measure_points(table, probes_of(graph, upper=upper), verbose=verbose, save=save)
-    table.add_model(fingerprint(graph), model.name, measure_model(model, num_threads, precision))
+    dense_ms, thin = measure_calibration(graph, num_threads, precision)
+    table.add_model(fingerprint(graph), model.name, dense_ms, thin)
     if save is not None:
         save()
     return table

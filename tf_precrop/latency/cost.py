@@ -7,15 +7,19 @@ the measured times on a grid of widths per axis
 any widths by bilinear interpolation (linear for one-axis kinds). The model's
 prediction is
 
-    ``latency(w) = constant + Σ_calls t_call(c_in(w), c_out(w))``
+    ``latency(w) = constant + scale · Σ_calls t_call(c_in(w), c_out(w))``
 
 where ``t_call`` is the measured time of the call's single-layer model less
 the table's ``overhead_ms`` (the interpreter's fixed cost per ``invoke()``,
-which every single-layer model pays and a whole model pays once), and the
-constant is the measured dense latency minus the predicted sum at the dense
-widths: it holds what the probes do not time (reshapes, padding, the one
-per-invoke overhead), so the prediction equals the measurement at the dense
-widths. The cost is separable per layer but piecewise bilinear, not a
+which every single-layer model pays and a whole model pays once). The
+per-model ``constant`` and ``scale`` make the prediction equal two whole-model
+measurements: the dense model and a uniformly thinned copy (widths × 0.4,
+:data:`THIN`). The constant holds what the probes do not time (reshapes,
+padding, the one per-invoke overhead); the scale holds how much faster or
+slower a layer runs inside the model than alone (its input in cache or not,
+the threads' work split across fused ops). On 2 cores the scale measured
+0.8–1.0. Without the thinned measurement (a hand-built table, or an older
+one) the scale is 1 and only the dense measurement sets the constant. The cost is separable per layer but piecewise bilinear, not a
 polynomial; the solver uses :meth:`LatencyCost.total`,
 :meth:`LatencyCost.gradient` and :meth:`LatencyCost.batch`.
 
@@ -43,6 +47,9 @@ import numpy as np
 from tf_precrop.errors import LatencyError, LatencyWarning
 from tf_precrop.graph.expr import LinearExpr
 from tf_precrop.latency.probes import grid_axis, output_fuses, probe_of
+
+#: Width multiplier of the thinned copy that is the second calibration point.
+THIN = 0.4
 
 
 def probes_of(graph, upper=1.0):
@@ -90,11 +97,13 @@ class LatencyCost:
         probes: ``[(probe, grids)]`` from :func:`probes_of`.
         dense_ms: the measured dense latency (None: the constant is 0 and a
             :class:`~tf_precrop.errors.LatencyWarning` says so).
+        thin: ``{"widths": {group: width}, "ms": float}``, a thinned copy's
+            measured latency (None: scale 1).
     """
 
     quadratic = False
 
-    def __init__(self, graph, table, probes, dense_ms=None):
+    def __init__(self, graph, table, probes, dense_ms=None, thin=None):
         keys = [g.key for g in graph.groups]
         index = {k: i for i, k in enumerate(keys)}
         self.w0 = np.array([g.width for g in graph.groups], dtype=np.float64)
@@ -145,7 +154,16 @@ class LatencyCost:
             self.constant = 0.0
         else:
             self.constant = float(dense_ms) - self.layer_sum_dense
-        self.dense_ms = self.constant + self.layer_sum_dense
+        self.scale = 1.0
+        if dense_ms is not None and thin is not None and set(thin["widths"]) == set(keys):
+            w1 = np.array([thin["widths"][k] for k in keys], dtype=np.float64)
+            s1 = float(self._per_call(w1[None, :])[0].sum())
+            span = self.layer_sum_dense - s1
+            if span > 1e-12 and float(dense_ms) > float(thin["ms"]):
+                # Two points fix the line: a scale far from 1 means a bad measurement.
+                self.scale = float(np.clip((float(dense_ms) - float(thin["ms"])) / span, 0.25, 4.0))
+                self.constant = float(dense_ms) - self.scale * self.layer_sum_dense
+        self.dense_ms = self.constant + self.scale * self.layer_sum_dense
 
     # ------------------------------------------------------------ evaluation
     def _interp(self, widths):
@@ -177,23 +195,23 @@ class LatencyCost:
 
     def total(self, w):
         """Predicted ms at one width vector (in the graph's group order)."""
-        return self.constant + float(self._per_call(np.asarray(w, dtype=np.float64)[None, :])[0].sum())
+        return self.constant + self.scale * float(self._per_call(np.asarray(w, dtype=np.float64)[None, :])[0].sum())
 
     def batch(self, widths):
         """Predicted ms of each row of a ``(B, n_groups)`` array."""
-        return self.constant + self._per_call(np.asarray(widths, dtype=np.float64)).sum(axis=1)
+        return self.constant + self.scale * self._per_call(np.asarray(widths, dtype=np.float64)).sum(axis=1)
 
     def gradient(self, w):
         """d total / d w (one entry per group)."""
         _, ddx, ddy = self._interp(np.asarray(w, dtype=np.float64)[None, :])
-        return ddx[0] @ self.a_in + ddy[0] @ self.a_out
+        return self.scale * (ddx[0] @ self.a_in + ddy[0] @ self.a_out)
 
     def per_layer(self, w):
         """``{layer key: predicted ms}`` (a shared layer's calls summed)."""
         values = self._per_call(np.asarray(w, dtype=np.float64)[None, :])[0]
         result = {}
         for key, value in zip(self.keys, values, strict=True):
-            result[key] = result.get(key, 0.0) + float(value)
+            result[key] = result.get(key, 0.0) + self.scale * float(value)
         return result
 
 
@@ -204,15 +222,17 @@ def latency_cost(graph, table, dense_ms=None, upper=1.0, probes=None):
     (:func:`fingerprint`), if any.
     """
     probes = probes if probes is not None else probes_of(graph, upper=upper)
+    thin = None
     if dense_ms is None:
         dense_ms = table.dense_ms(fingerprint(graph))
+        thin = table.thin(fingerprint(graph))
     if not probes:
         raise LatencyError(
             f"Model '{graph.model.name}' has no layer whose latency depends on its widths "
             "(no conv, dense, depthwise, pooling or element-wise layer the latency model "
             "times). Expected such layers for budget='latency'; use budget='macs'."
         )
-    return LatencyCost(graph, table, probes, dense_ms=dense_ms)
+    return LatencyCost(graph, table, probes, dense_ms=dense_ms, thin=thin)
 
 
 def describe(probes):

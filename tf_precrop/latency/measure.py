@@ -141,3 +141,16 @@ def measure_model(model, num_threads, precision, runs=30, warmup=5):
         False, False,
     )
     return time_flatbuffer(data, num_threads, min_runs=runs, min_seconds=0.5, warmup=warmup)
+
+
+def measure_calibration(graph, num_threads, precision):
+    """``(dense_ms, thin)``: the whole model's measured ms, and a uniformly thinned
+    copy's (every free group × :data:`~tf_precrop.latency.cost.THIN`), the two
+    points that fix the per-model constant and scale."""
+    from tf_precrop.latency.cost import THIN
+    from tf_precrop.rebuild import rebuild
+
+    dense_ms = measure_model(graph.model, num_threads, precision)
+    widths = graph.resolve_widths(THIN)
+    thin_model = rebuild(graph.model, {k: w for k, w in widths.items() if w != graph[k].width}, graph=graph)
+    return dense_ms, {"widths": widths, "ms": measure_model(thin_model, num_threads, precision)}

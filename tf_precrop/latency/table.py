@@ -11,7 +11,8 @@ File format (``"format": "tf_precrop.latency/1"``)::
     {"format": "tf_precrop.latency/1", "num_threads": 2, "precision": "fp32",
      "machine": {"id": "...", "description": "..."}, "overhead_ms": 0.004,
      "entries": {"conv:{...}": {"16,64": 0.0123, ...}, ...},
-     "models": {"<fingerprint>": {"name": "resnet20", "dense_ms": 1.23}}}
+     "models": {"<fingerprint>": {"name": "resnet20", "dense_ms": 1.23,
+                                  "thin": {"widths": {"stem_conv": 8, ...}, "ms": 0.51}}}}
 
 Example:
 
@@ -98,7 +99,8 @@ class LatencyTable:
         precision: ``"fp32"`` or ``"int8"``.
         machine: ``{"id", "description"}``; defaults to this machine.
         entries: ``{signature: {"c_in,c_out": ms}}``.
-        models: ``{fingerprint: {"name", "dense_ms"}}``.
+        models: ``{fingerprint: {"name", "dense_ms", "thin"}}`` (``thin``: a
+            uniformly thinned copy's widths and measured ms, optional).
         path: the file it was loaded from (None if built in memory).
         overhead_ms: the time of ``invoke()`` on a one-element model: what
             every single-layer measurement holds besides its layer (the
@@ -168,8 +170,18 @@ class LatencyTable:
         entry = self.models.get(fingerprint)
         return None if entry is None else float(entry["dense_ms"])
 
-    def add_model(self, fingerprint, name, dense_ms):
-        self.models[fingerprint] = {"name": str(name), "dense_ms": float(dense_ms)}
+    def thin(self, fingerprint):
+        """``{"widths": {group: width}, "ms": float}`` of the model's measured thinned copy, or None."""
+        entry = self.models.get(fingerprint) or {}
+        return entry.get("thin")
+
+    def add_model(self, fingerprint, name, dense_ms, thin=None):
+        """Records a model's measured dense latency, and optionally a thinned copy's
+        (``{"widths": {group: width}, "ms": float}``: the second calibration point)."""
+        entry = {"name": str(name), "dense_ms": float(dense_ms)}
+        if thin is not None:
+            entry["thin"] = {"widths": {k: int(v) for k, v in thin["widths"].items()}, "ms": float(thin["ms"])}
+        self.models[fingerprint] = entry
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self):
