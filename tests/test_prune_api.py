@@ -223,8 +223,13 @@ def test_argument_errors():
         tf_precrop.prune(model)
     with pytest.raises(TypeError, match="exactly one of"):
         tf_precrop.prune(model, 0.5, widths=0.5)
-    with pytest.raises(TypeError, match="Received: target of type str"):
+    # A string is a latency target ("3.5ms"); with another budget it is refused by name.
+    with pytest.raises(tf_precrop.errors.BudgetError, match="target='half'"):
         tf_precrop.prune(model, "half")
+    with pytest.raises(tf_precrop.errors.LatencyError, match="target='half'"):
+        tf_precrop.prune(model, "half", budget="latency")
+    with pytest.raises(TypeError, match="Received: target of type list"):
+        tf_precrop.prune(model, [0.5])
     with pytest.raises(ValueError, match="importance='nope'"):
         tf_precrop.prune(model, widths=0.5, importance="nope")
     with pytest.raises(ValueError, match="widths_from='nope'"):
