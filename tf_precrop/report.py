@@ -156,6 +156,9 @@ def plan_summary(plan, max_rows=None):
             f" and a per-model constant of {info['constant_ms']:.3f} ms (untimed layers, "
             "per-invoke overhead)"
         )
+        scale = plan.settings.get("latency_scale")
+        if scale is not None and scale != 1.0:
+            constant += f"; layer times scaled by {scale:.3f} (calibrated on two whole-model measurements)"
         table += (
             f"\npredicted ms: LiteRT{' (' + how + ')' if how else ''}; the total also counts the "
             f"timed layers without a row (element-wise, pooling, ...){constant}"
