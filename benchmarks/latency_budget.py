@@ -83,18 +83,9 @@ def objective(plan):
 
 
 def flatbuffer(model, precision):
-    from tf_precrop._inputs import input_specs
-    from tf_precrop.backend import line_of
-    from tf_precrop.export.convert import to_flatbuffer
-    from tf_precrop.latency.measure import measure_model  # noqa: F401 - same conversion path
+    from tf_precrop.latency.measure import model_flatbuffer
 
-    specs = input_specs(model)
-    calibration = None
-    if precision == "int8":
-        rng = np.random.default_rng(0)
-        calibration = [rng.standard_normal((4, *s.shape[1:])).astype(s.dtype) for s in specs]
-    return to_flatbuffer(model, line_of(model), "int8" if precision == "int8" else None,
-                         calibration, specs, False, False)
+    return model_flatbuffer(model, precision)
 
 
 def round_robin(files, threads, rounds, runs):

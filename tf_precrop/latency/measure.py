@@ -127,8 +127,9 @@ def measure_overhead(num_threads, precision, repeats=5):
     return min(time_flatbuffer(data, num_threads, min_runs=50, min_seconds=0.05) for _ in range(repeats))
 
 
-def measure_model(model, num_threads, precision, runs=30, warmup=5):
-    """Measured median ms of the whole model converted to TFLite (batch 1)."""
+def model_flatbuffer(model, precision):
+    """The whole model as TFLite bytes, converted as the export does (int8: calibrated
+    on seeded random inputs; float inputs and outputs)."""
     from tf_precrop._inputs import input_specs
     from tf_precrop.backend import line_of
     from tf_precrop.export.convert import to_flatbuffer
@@ -144,10 +145,15 @@ def measure_model(model, num_threads, precision, runs=30, warmup=5):
     if precision == "int8":
         rng = np.random.default_rng(0)
         calibration = [rng.standard_normal((4, *s.shape[1:])).astype(s.dtype) for s in specs]
-    data = to_flatbuffer(
+    return to_flatbuffer(
         model, line_of(model), "int8" if precision == "int8" else None, calibration, specs,
         False, False,
     )
+
+
+def measure_model(model, num_threads, precision, runs=30, warmup=5):
+    """Measured ms of the whole model converted to TFLite (batch 1): the smallest of 3 block medians."""
+    data = model_flatbuffer(model, precision)
     return time_flatbuffer(data, num_threads, min_runs=runs, min_seconds=0.3, warmup=warmup, blocks=3)
 
 
