@@ -13,8 +13,13 @@ every seed, MAC target (50% and 20% of the dense MACs), importance criterion
    (the dense model is recompiled with it: the saved file carries its
    training loss, label-smoothed categorical cross-entropy) on
    ``--taylor-samples`` (256) training images drawn with the seed;
-3. fine-tunes it for ``--finetune-epochs`` (5) epochs and evaluates it again;
-4. (``--int8``, default on) exports the fine-tuned model as a full-integer
+3. re-estimates its BatchNormalization statistics with
+   :func:`tf_precrop.recalibrate_batchnorm` on ``--recalibration-samples``
+   (4,096) training images drawn with the seed, batch 128, and evaluates it
+   again (still 0 epochs: no weight is trained; ``0`` turns this off);
+4. fine-tunes it (the recalibrated model, when step 3 ran) for
+   ``--finetune-epochs`` (5) epochs and evaluates it again;
+5. (``--int8``, default on) exports the fine-tuned model as a full-integer
    int8 TFLite file with :func:`tf_precrop.export.export_tflite`, calibrated on
    ``--calibration-samples`` (256) training images and verified against the
    Keras model on 64 validation images, then runs the file in LiteRT on the
@@ -110,6 +115,9 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-batch-size", type=int, default=128)
     parser.add_argument("--taylor-samples", type=int, default=256,
                         help="training images the taylor criterion scores on")
+    parser.add_argument("--recalibration-samples", type=int, default=4096,
+                        help="training images to re-estimate the BatchNormalization "
+                        "statistics on before fine-tuning (0: do not)")
     parser.add_argument("--train-size", type=int, default=45000)
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--data", default="auto")
@@ -136,6 +144,8 @@ def parse_args(argv=None):
     for name in ("taylor_samples", "int8_samples", "calibration_samples", "train_size", "val_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.recalibration_samples < 0:
+        parser.error("--recalibration-samples must be >= 0")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be positive")
     return args
@@ -203,7 +213,7 @@ def row_key(row):
     return (
         row["dense_file"], row["dense_sha256"], row["seed"], row["budget"], float(row["target"]),
         row["importance"], row["widths_from"], row["finetune_epochs"], ft, row["train_size"],
-        row["val_images"],
+        row["val_images"], row.get("recalibration_samples", 0),
     )
 
 
@@ -338,6 +348,7 @@ def main(argv=None):
             finetune_epochs=args.finetune_epochs,
             finetune_config=None if config is None else config.to_dict(),
             train_size=len(x_tr), val_images=len(x_val),
+            recalibration_samples=min(args.recalibration_samples, len(x_tr)),
         )
         todo = [
             dict(base, target=t, importance=imp, widths_from=wf)
@@ -359,6 +370,8 @@ def main(argv=None):
         taylor_data = (x_tr[pick].astype("float32"), y_tr[pick])
         cal = rng.choice(len(x_tr), min(args.calibration_samples, len(x_tr)), replace=False)
         x_cal = x_tr[cal].astype("float32")
+        recal = rng.choice(len(x_tr), base["recalibration_samples"], replace=False)
+        x_recal = x_tr[recal].astype("float32")
         x_verify = x_val[:NUM_VERIFY].astype("float32")
         print(f"seed {seed}: {path} ({info.get('epochs')} epochs), val accuracy {dense_acc:.4f}",
               flush=True)
@@ -374,6 +387,12 @@ def main(argv=None):
             prof = tf_precrop.profile(pruned)
             widths = tf_precrop.channel_groups(pruned).widths()
             pruned_acc = training.evaluate(pruned, x_val, y_val)
+            recal_acc, recal_s = None, None
+            if len(x_recal):
+                t_recal = time.perf_counter()
+                tf_precrop.recalibrate_batchnorm(pruned, x_recal, batch_size=128)
+                recal_s = time.perf_counter() - t_recal
+                recal_acc = training.evaluate(pruned, x_val, y_val)
             ft = None
             if config is not None:
                 ft = training.train(pruned, (x_tr, y_tr), (x_val, y_val), config=config,
@@ -385,6 +404,7 @@ def main(argv=None):
                 dense_recipe=info.get("recipe"), dense_train_size=info.get("train_size"),
                 dense_recorded_val_accuracy=info.get("recorded_val_accuracy"),
                 dense_val_accuracy=dense_acc, pruned_val_accuracy=pruned_acc,
+                recalibrated_val_accuracy=recal_acc, recalibration_seconds=recal_s,
                 finetuned_val_accuracy=ft_acc,
                 finetuned_best_val_accuracy=None if ft is None else ft.best_val_accuracy,
                 finetune_history=None if ft is None else {
@@ -469,8 +489,8 @@ def markdown(rows, precrop):
         return "(no runs yet)"
     lines = [
         "| seed | target | importance | widths | MACs kept | params kept | dense | pruned, 0 ep "
-        "| fine-tuned | int8 | total ep | PreCrop from scratch, same total ep |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| BN re-estimated, 0 ep | fine-tuned | int8 | total ep | PreCrop from scratch, same total ep |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups, missing = {}, {}
     order = sorted(rows, key=lambda r: (-float(r["target"]), r["importance"], r["widths_from"],
@@ -487,31 +507,34 @@ def markdown(rows, precrop):
         lines.append(
             f"| {r['seed']} | {r['budget']} {float(r['target']):g} | {r['importance']} | {r['widths_from']} "
             f"| {_pct(r['macs_ratio'])}% | {_pct(r['params_ratio'])}% | {_pct(r['dense_val_accuracy'])} "
-            f"| {_pct(r['pruned_val_accuracy'])} | {ft} | {_int8_cell(r)} | {total} | {cell} |"
+            f"| {_pct(r['pruned_val_accuracy'])} | {_pct(r.get('recalibrated_val_accuracy'))} | {ft} "
+            f"| {_int8_cell(r)} | {total} | {cell} |"
         )
-        key = (r["budget"], float(r["target"]), r["importance"], r["widths_from"], r["finetune_epochs"], total)
+        key = (r["budget"], float(r["target"]), r["importance"], r["widths_from"], r["finetune_epochs"],
+               total, r.get("recalibration_samples", 0))
         groups.setdefault(key, []).append((r, match))
     lines += [
         "",
         "Mean over seeds (validation accuracy, %):",
         "",
-        "| target | importance | widths | seeds | dense | pruned, 0 ep | fine-tuned | int8 "
-        "| PreCrop from scratch (seeds) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| target | importance | widths | seeds | dense | pruned, 0 ep | BN re-estimated, 0 ep "
+        "| fine-tuned | int8 | PreCrop from scratch (seeds) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def mean(values):
         values = [v for v in values if v is not None]
         return statistics.mean(values) if values else None
 
-    for (budget, target, imp, wf, ft_epochs, _total), members in groups.items():
+    for (budget, target, imp, wf, ft_epochs, _total, _recal), members in groups.items():
         rs = [m[0] for m in members]
         pc = [m[1]["val_accuracy"] for m in members if m[1] is not None]
         int8 = [r["int8"]["val_accuracy"] for r in rs if r.get("int8") and "val_accuracy" in r["int8"]]
         ft = f"{_pct(mean(r['finetuned_val_accuracy'] for r in rs))} ({ft_epochs} ep)" if ft_epochs else "–"
         lines.append(
             f"| {budget} {target:g} | {imp} | {wf} | {len(rs)} | {_pct(mean(r['dense_val_accuracy'] for r in rs))} "
-            f"| {_pct(mean(r['pruned_val_accuracy'] for r in rs))} | {ft} | {_pct(mean(int8))} "
+            f"| {_pct(mean(r['pruned_val_accuracy'] for r in rs))} "
+            f"| {_pct(mean(r.get('recalibrated_val_accuracy') for r in rs))} | {ft} | {_pct(mean(int8))} "
             f"| {_pct(mean(pc))} ({len(pc)}) |"
         )
     if missing:

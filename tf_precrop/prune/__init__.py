@@ -6,10 +6,12 @@ channel is), :mod:`~tf_precrop.prune.importance` (channel scores),
 importance), :mod:`~tf_precrop.prune.slicing` (copies the kept weights),
 :mod:`~tf_precrop.prune.budget` (budget widths the kept channels can follow),
 :mod:`~tf_precrop.prune.api` (:func:`prune`), :mod:`~tf_precrop.prune.cli`
-(the ``tf-precrop prune`` command).
+(the ``tf-precrop prune`` command), :mod:`~tf_precrop.prune.batchnorm`
+(:func:`recalibrate_batchnorm`: BatchNormalization statistics measured again).
 """
 
 from tf_precrop.prune.api import DEFAULT_WIDTHS_FROM, WIDTHS_FROM, prune
+from tf_precrop.prune.batchnorm import recalibrate_batchnorm
 from tf_precrop.prune.importance import CRITERIA, DEFAULT_IMPORTANCE
 
-__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "DEFAULT_WIDTHS_FROM", "WIDTHS_FROM", "prune"]
+__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "DEFAULT_WIDTHS_FROM", "WIDTHS_FROM", "prune", "recalibrate_batchnorm"]
