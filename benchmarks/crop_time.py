@@ -8,6 +8,13 @@ the process, which also pays TensorFlow's and Keras' start-up).
 
 Targets (2 CPU cores): ResNet50 SynFlow×100 ≤ 10 s; SynExp ≤ 2 s.
 
+The floor: every repeat also times ``keras.models.clone_model(small)`` on the
+model it just cropped (``keras_clone_*``), interleaved with the crops. That is
+Keras building the same architecture with fresh weights (layer construction,
+variable creation and initialisation) and nothing of tf_precrop, so
+``crop - clone`` (``overhead_*``, per repeat) is what tf_precrop itself adds:
+graph walk, scores, width solve and its config edits.
+
     python benchmarks/crop_time.py --repeats 3
 """
 
@@ -48,19 +55,26 @@ def main(argv=None):
             t0 = time.perf_counter()
             tf_precrop.crop(model, 0.5, **kwargs)  # warm-up (TensorFlow/Keras start-up, imports)
             first = time.perf_counter() - t0
-            times, plan_times = [], []
+            times, plan_times, clone_times = [], [], []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 plan = tf_precrop.plan(model, 0.5, **kwargs)
                 t1 = time.perf_counter()
-                plan.apply()
+                small = plan.apply()
                 t2 = time.perf_counter()
                 times.append(t2 - t0)
                 plan_times.append(t1 - t0)
+                t3 = time.perf_counter()
+                keras.models.clone_model(small)
+                clone_times.append(time.perf_counter() - t3)
+            overheads = [t - c for t, c in zip(times, clone_times, strict=True)]
             row = dict(
                 model=name, method=method, rounds=args.rounds if method == "synflow" else None,
                 median_s=statistics.median(times), plan_median_s=statistics.median(plan_times),
-                runs=[round(t, 3) for t in times], first_call_s=round(first, 3),
+                runs=[round(t, 3) for t in times], min_s=min(times), first_call_s=round(first, 3),
+                keras_clone_median_s=statistics.median(clone_times), keras_clone_min_s=min(clone_times),
+                keras_clone_runs=[round(t, 3) for t in clone_times],
+                overhead_median_s=statistics.median(overheads),
                 target_s=TARGETS.get(method),
                 achieved_macs=plan.achieved,
             )
@@ -68,8 +82,10 @@ def main(argv=None):
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(render_table(
-        ["model", "method", "median s", "plan s", "first call s", "target s", "ok"],
-        [(r["model"], r["method"], f"{r['median_s']:.2f}", f"{r['plan_median_s']:.2f}",
+        ["model", "method", "median s", "min s", "plan s", "Keras clone s", "crop - clone s",
+         "first call s", "target s", "ok"],
+        [(r["model"], r["method"], f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['plan_median_s']:.2f}",
+          f"{r['keras_clone_median_s']:.2f}", f"{r['overhead_median_s']:.2f}",
           f"{r['first_call_s']:.2f}", r["target_s"], r["meets_target"]) for r in rows],
         title=f"crop() time at {args.size}x{args.size}, {os.cpu_count()} CPU cores",
     ))
