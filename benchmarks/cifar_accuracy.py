@@ -244,18 +244,10 @@ def save_for_eval(model, save_dir, row):
     inside and outputs 10 logits in the alphabetical CIFAR-10 class order; load it
     with ``keras.saving.load_model(path)`` after ``import tf_precrop``.
     """
-    import keras
+    from tf_precrop._io import save_model
 
     os.makedirs(save_dir, exist_ok=True)
-    from tf_precrop._io import atomic_path
-
-    path = os.path.join(save_dir, model_file_name(row))
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    with atomic_path(path) as tmp:
-        clone.save(tmp + ".keras")  # Keras insists on the extension
-        os.replace(tmp + ".keras", tmp)
-    return path
+    return save_model(model, os.path.join(save_dir, model_file_name(row)), include_optimizer=False)
 
 
 def write_manifest(save_dir, results):

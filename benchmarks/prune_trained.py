@@ -286,16 +286,9 @@ def int8_export(model, path, x_cal, x_verify, x_eval, y_eval):
 
 def save_keras(model, path):
     """``model`` without optimizer state (a fresh clone), written atomically."""
-    import keras
+    from tf_precrop._io import save_model
 
-    from tf_precrop._io import atomic_path
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    with atomic_path(path) as tmp:
-        clone.save(tmp + ".keras")  # Keras insists on the extension
-        os.replace(tmp + ".keras", tmp)
-    return path
+    return save_model(model, path, include_optimizer=False)
 
 
 def run_name(row):

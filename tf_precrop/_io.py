@@ -59,3 +59,39 @@ def write_json(path, obj, **kwargs):
     """Writes ``obj`` as JSON (``indent=2`` unless given) to ``path`` atomically."""
     kwargs.setdefault("indent", 2)
     write_text(path, json.dumps(obj, **kwargs))
+
+
+def save_model(model, path, *, include_optimizer=True):
+    """Saves a Keras model as a ``.keras`` file at ``path``, atomically.
+
+    Keras picks the format from the file name, so the model is written to a
+    ``.keras`` staging file beside ``path`` and moved onto it; a failed save
+    leaves ``path`` as it was and no staging file behind.
+
+    Args:
+        model: a Keras 3 or tf_keras model.
+        path: destination (conventionally ending in ``.keras``).
+        include_optimizer: ``False`` saves a fresh clone with the same weights and
+            no optimizer state (no slot variables, iteration count 0: what
+            evaluation needs). Keras 3's clone keeps the compile settings (loss,
+            optimizer class and schedule), so loading still needs any custom
+            objects they name.
+
+    Returns:
+        ``path``.
+    """
+    if not include_optimizer:
+        from tf_precrop.backend import line_of
+
+        clone = line_of(model).keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        model = clone
+    with atomic_path(path) as tmp:
+        staging = tmp + ".keras"  # Keras insists on the extension
+        try:
+            model.save(staging)
+            os.replace(staging, tmp)
+        finally:
+            if os.path.exists(staging):
+                os.remove(staging)
+    return path

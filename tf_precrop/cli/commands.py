@@ -190,6 +190,7 @@ def _latency_note(options):
 
 def _cmd_crop(args):
     import tf_precrop
+    from tf_precrop._io import save_model
     from tf_precrop.report import write_report
 
     out = _writable_dir(args.out)
@@ -215,7 +216,7 @@ def _cmd_crop(args):
     small = plan.apply()
     stem = f"{model.name}_precrop"
     keras_path = os.path.join(out, stem + ".keras")
-    small.save(keras_path)
+    save_model(small, keras_path)
     plan.to_json(os.path.join(out, stem + "_plan.json"))
     export = latency = None
     if args.tflite or args.quantize:
