@@ -4,6 +4,8 @@ Examples::
 
     tf-precrop crop MobileNetV2 --target 0.3 --budget macs --tflite --out out/
     tf-precrop prune trained.keras --target 0.5 --budget macs --importance l1
+    tf-precrop prune trained.keras --budget latency --target 3.5ms \
+        --latency-table pixel7_t4.json --recalibrate-data train.npy --tflite
     tf-precrop profile resnet20
     tf-precrop bench out/MobileNetV2_precrop.tflite
     tf-precrop crop model.keras --target 0.5 --method synflow --quantize int8 \
@@ -31,6 +33,11 @@ signatures and match ``--threads`` (default 2) and ``--precision`` (default
 writes it atomically; ``python -m tf_precrop latency ...`` works too. These
 options without ``--budget latency`` are usage errors (``crop --bench`` also
 takes ``--threads``).
+
+``prune`` takes the same ``--target``/``--budget``, latency options and TFLite
+export options on a trained model, keeps the kept channels' weights, can
+re-estimate BatchNormalization statistics (``--recalibrate-data``) and writes
+``<out stem>_report.json``; see :mod:`tf_precrop.prune.cli`.
 
 ``--quantize int8`` needs ``--calibration-data PATH``: a ``.npy`` array, an
 ``.npz`` (its only array, or the one named ``x`` or ``images``) or a folder of
@@ -119,6 +126,14 @@ def _target(text):
         ) from None
 
 
+def latency_args(p, bench=False):
+    """Adds ``--threads``, ``--precision`` and ``--latency-table`` (the latency budget's) to ``p``."""
+    also = " and --bench" if bench else ""
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help=f"LiteRT threads of the latency budget{also} (default {DEFAULT_THREADS})")
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help="precision the latency budget is timed in (default int8 with --quantize int8, else fp32)")
+    p.add_argument("--latency-table", metavar="FILE", default=None, help="a latency table measured elsewhere (tf-precrop latency); default: this machine's cache, timed as needed")
+
+
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line and exit 2, like ours."""
 
@@ -143,12 +158,6 @@ def _parser():
         p.add_argument("--classes", type=int, default=None, help="number of classes (built models)")
         p.add_argument("--line", choices=("keras3", "tf_keras"), default="keras3", help="Keras line for built models")
         p.add_argument("--unsafe-load", action="store_true", help="allow code (Lambda) in .keras files")
-
-    def latency_args(p, bench=False):
-        also = " and --bench" if bench else ""
-        p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help=f"LiteRT threads of the latency budget{also} (default {DEFAULT_THREADS})")
-        p.add_argument("--precision", choices=PRECISIONS, default=None, help="precision the latency budget is timed in (default int8 with --quantize int8, else fp32)")
-        p.add_argument("--latency-table", metavar="FILE", default=None, help="a latency table measured elsewhere (tf-precrop latency); default: this machine's cache, timed as needed")
 
     crop = sub.add_parser("crop", help="plan and build a cropped model; write .keras, report, .tflite")
     model_args(crop)
@@ -233,21 +242,45 @@ def _check_latency_args(command, args):
         )
 
 
+def _check_prune_args(command, args):
+    """``prune``: the budget options only apply to ``--target`` (``--widths``/``--plan`` give widths)."""
+    if args.target is not None:
+        if args.budget is None:
+            args.budget = "params"
+        return
+    given = [
+        flag for flag, value in (
+            ("--budget", args.budget), ("--threads", args.threads), ("--precision", args.precision),
+            ("--latency-table", args.latency_table),
+        ) if value is not None
+    ]
+    if given:
+        how, value = ("--widths", args.widths) if args.widths is not None else ("--plan", args.plan)
+        command.error(
+            f"{', '.join(given)} only {'set' if len(given) > 1 else 'sets'} the budget of "
+            f"--target, but {how} gives the widths "
+            f"directly: drop {' and '.join(given)}, or prune to a budget with --target. "
+            f"Received: {how}={value!r}"
+        )
+
+
 def _check_args(parser, args):
     """Usage errors found before any work (exit 2 through ``parser.error``)."""
-    if args.command in ("crop", "train"):
+    if args.command == "prune":
+        _check_prune_args(parser.commands["prune"], args)
+    if args.command in ("crop", "train", "prune"):
         _check_latency_args(parser.commands[args.command], args)
-    if args.command != "crop":
+    if args.command not in ("crop", "prune"):
         return
-    crop = parser.commands["crop"]
+    command = parser.commands[args.command]
     if args.quantize == "int8" and args.calibration_data is None:
-        crop.error(
+        command.error(
             "--quantize int8 calibrates the activation ranges on real inputs: pass "
             "--calibration-data PATH (a .npy/.npz array or a folder of images, in the model's "
             "input range). Received: calibration_data=None"
         )
     if args.calibration_data is not None and not (args.tflite or args.quantize):
-        crop.error(
+        command.error(
             "--calibration-data is only used by the TFLite export: add --tflite or --quantize. "
             f"Received: calibration_data={args.calibration_data!r}, tflite=False, quantize=None"
         )

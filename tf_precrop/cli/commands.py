@@ -72,7 +72,8 @@ def load_model(name, input_shape=None, classes=None, line="keras3", unsafe_load=
 
 
 def _say(args, message):
-    if not args.quiet:
+    """A progress line on stderr, unless ``--quiet`` (parsers without it always say)."""
+    if not getattr(args, "quiet", False):
         print(message, file=sys.stderr, flush=True)
 
 
@@ -134,6 +135,16 @@ def _export(model, path, quantize, calibration, verification):
         model, path, quantize=quantize, representative_data=calibration,
         num_calibration_samples=len(calibration), verification_data=verification,
         num_verify_samples=len(verification),
+    )
+
+
+def _export_line(args, export, calibration, verification):
+    """The ``wrote X.tflite (... MB, verified on N ...: max abs error ...)`` line of an export."""
+    inputs = "random inputs" if verification is None else ("held-back samples" if calibration is not None else "samples") + f" of {args.calibration_data}"
+    top1 = "" if export.top1_agreement is None else f", top-1 agreement {export.top1_agreement:.3f}"
+    return (
+        f"wrote {export.path} ({export.size_bytes / 1e6:.2f} MB, verified on {export.num_samples} {inputs}: "
+        f"max abs error {export.max_abs_error:.2e}, relative error {export.relative_error:.2e}{top1})"
     )
 
 
@@ -228,12 +239,7 @@ def _cmd_crop(args):
     print(plan.summary(max_rows=None if args.quiet else 40))
     print(f"wrote {keras_path}")
     if export is not None:
-        inputs = "random inputs" if verification is None else ("held-back samples" if calibration is not None else "samples") + f" of {args.calibration_data}"
-        top1 = "" if export.top1_agreement is None else f", top-1 agreement {export.top1_agreement:.3f}"
-        print(
-            f"wrote {export.path} ({export.size_bytes / 1e6:.2f} MB, verified on {export.num_samples} {inputs}: "
-            f"max abs error {export.max_abs_error:.2e}, relative error {export.relative_error:.2e}{top1})"
-        )
+        print(_export_line(args, export, calibration, verification))
     if latency is not None:
         predicted = "" if plan.latency_ms is None else f" (predicted {plan.latency_ms[1]:.2f} ms)"
         print(f"LiteRT latency: median {latency.median_ms:.2f} ms, p90 {latency.p90_ms:.2f} ms{predicted}")

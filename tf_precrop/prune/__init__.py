@@ -6,7 +6,8 @@ channel is), :mod:`~tf_precrop.prune.importance` (channel scores),
 importance), :mod:`~tf_precrop.prune.slicing` (copies the kept weights),
 :mod:`~tf_precrop.prune.budget` (budget widths the kept channels can follow),
 :mod:`~tf_precrop.prune.api` (:func:`prune`), :mod:`~tf_precrop.prune.cli`
-(the ``tf-precrop prune`` command), :mod:`~tf_precrop.prune.batchnorm`
+(the ``tf-precrop prune`` command) and :mod:`~tf_precrop.prune.report` (its
+JSON report and summary), :mod:`~tf_precrop.prune.batchnorm`
 (:func:`recalibrate_batchnorm`: BatchNormalization statistics measured again).
 """
 
