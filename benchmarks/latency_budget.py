@@ -33,6 +33,7 @@ Usage::
 
     python benchmarks/latency_budget.py                       # all three models, fp32, 2 threads
     python benchmarks/latency_budget.py --models resnet20 --rounds 2
+    python benchmarks/latency_budget.py --models resnet20 mobilenetv2 --precision int8
 """
 
 import argparse
@@ -59,7 +60,14 @@ from tf_precrop._io import write_json  # noqa: E402
 from tf_precrop.latency import LatencyTable, latency_for  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(HERE, "results", "latency_budget.json")
-DEFAULT_TABLE = os.path.join(HERE, "results", "latency_table.json")
+DEFAULT_TABLE = os.path.join(HERE, "results", "latency_table.json")  # fp32; int8: latency_table_int8.json
+
+
+def default_table(precision):
+    """The machine table kept with the results: one file per precision."""
+    if precision == "fp32":
+        return DEFAULT_TABLE
+    return os.path.join(HERE, "results", f"latency_table_{precision}.json")
 #: Latency targets per model (PreCrop; uniform width). ResNet-20 at 32x32 runs in under
 #: a millisecond, where fixed costs leave less room: half its latency is out of reach.
 TARGETS = {"resnet20": (0.8, 0.6)}
@@ -148,6 +156,11 @@ def run_model(name, args, table_path):
         shutil.rmtree(fresh, ignore_errors=True)
     # Merge into the machine table kept with the results, and plan from it.
     merged = LatencyTable.load(table_path) if os.path.exists(table_path) else LatencyTable(args.threads, args.precision)
+    if (merged.num_threads, merged.precision) != (args.threads, args.precision):
+        raise SystemExit(
+            f"{table_path} holds a {merged.precision} table at {merged.num_threads} threads; this run "
+            f"times {args.precision} at {args.threads} threads. Pass --table for another file."
+        )
     for sig, points in fresh_table.entries.items():
         merged.entries.setdefault(sig, {}).update(points)
     merged.models.update(fresh_table.models)
@@ -269,8 +282,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
-    parser.add_argument("--table", default=DEFAULT_TABLE)
+    parser.add_argument("--table", default=None,
+                        help="machine table to merge into (default: results/latency_table.json "
+                        "for fp32, latency_table_<precision>.json otherwise)")
     args = parser.parse_args(argv)
+    if args.table is None:
+        args.table = default_table(args.precision)
     summaries, rows = [], []
     existing = {}
     if os.path.exists(args.output):
