@@ -89,12 +89,20 @@ def main(argv=None):
           f"{r['first_call_s']:.2f}", r["target_s"], r["meets_target"]) for r in rows],
         title=f"crop() time at {args.size}x{args.size}, {os.cpu_count()} CPU cores",
     ))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({
-            "meta": dict(command="python " + " ".join(sys.argv), **environment()),
-            "rows": rows,
-        }, f, indent=2)
+    # Rows of other (model, method) pairs already in --out are kept: a run of one
+    # method does not erase the other's numbers.
+    from tf_precrop._io import write_json
+
+    command = "python " + " ".join(sys.argv)
+    for r in rows:
+        r["command"] = command
+    kept = []
+    if os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as f:
+            done = {(r["model"], r["method"]) for r in rows}
+            kept = [r for r in json.load(f).get("rows", []) if (r["model"], r["method"]) not in done]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_json(args.out, {"meta": dict(command=command, **environment()), "rows": kept + rows})
     return 0
 
 
