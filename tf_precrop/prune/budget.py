@@ -3,6 +3,8 @@
 The width solver (:class:`~tf_precrop.widths.WidthProblem`) gets two extra
 rules on top of the channel graph's:
 
+* the groups of producers combined element-wise out of order (a whole class
+  of :func:`~tf_precrop.prune.selection.producer_classes`) keep their width;
 * a group whose channels are read in nested equal parts (a ShuffleNet stage:
   each split halves what the previous shuffle interleaved) gets the multiple
   those parts need (:func:`~tf_precrop.prune.selection.share_multiples`); a
@@ -17,7 +19,12 @@ import math
 import numpy as np
 
 from tf_precrop.errors import UnsupportedLayerError, WidthError
-from tf_precrop.prune.selection import groups_of, importance_targets, share_multiples
+from tf_precrop.prune.selection import (
+    groups_of,
+    importance_targets,
+    share_multiples,
+    whole_groups,
+)
 
 
 def budget_widths(
@@ -41,6 +48,7 @@ def budget_widths(
 
     multiples = share_multiples(trace, classes)
     whole = {k for k, m in multiples.items() if graph[k].width % m}
+    whole |= whole_groups(trace, classes)  # producers combined out of order keep all channels
     cost, tolerance = None, 0.01
     if budget == "latency":
         from tf_precrop.latency import latency_for

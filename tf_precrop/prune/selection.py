@@ -44,33 +44,72 @@ def rank_keep(importance, width, parts=1):
 
 
 def producer_classes(trace):
-    """Lists of producers that share their channels (same ids up to the union-find)."""
+    """Lists of producers that share their channels (same ids up to the union-find).
+
+    Producers combined element-wise in another order or only in part (an add of
+    a concatenation and a conv, as in NASNet's cells) cannot keep one set of
+    indices: they form one *whole* class (``cls["conflict"]`` names two of
+    them) whose channels all stay. :func:`choose_keeps` refuses widths that
+    would cut it, naming the producers, and the budget path keeps its groups
+    at today's width.
+    """
     uf = trace.uf
     classes, owner = [], {}  # owner: root -> class index
+
+    def live(i):
+        while "merged" in classes[i]:
+            i = classes[i]["merged"]
+        return i
+
     for producer in trace.producers.values():
         roots = uf.roots(producer.ids)
-        found = {owner[r] for r in roots.tolist() if r in owner}
+        found = sorted({live(owner[r]) for r in roots.tolist() if r in owner})
         if not found:
             for r in roots.tolist():
                 owner[r] = len(classes)
             classes.append({"roots": roots, "members": [producer]})
             continue
-        index = found.pop()
-        cls = classes[index]
-        if found or roots.shape != cls["roots"].shape or np.any(roots != cls["roots"]):
-            other = cls["members"][0].key
-            raise with_ids(
-                UnsupportedLayerError(
-                    f"The channels of '{producer.key}' are combined element-wise with those of "
-                    f"'{other}' in another order or only in part (e.g. an add of a "
-                    "concatenation and a conv), so no choice of kept indices fits both. "
-                    "Expected producers combined channel by channel. Keep their group's "
-                    f"width. Received: producers={[producer.key, other]}"
-                ),
-                [roots],
-            )
+        cls = classes[found[0]]
+        same = roots.shape == cls["roots"].shape and np.all(roots == cls["roots"])
+        if len(found) == 1 and same and "conflict" not in cls:
+            cls["members"].append(producer)
+            continue
+        # A conflict: merge every class these channels touch into one whole class.
+        cls.setdefault("conflict", (producer.key, cls["members"][0].key))
+        parts = [cls["roots"], roots]
+        for i in found[1:]:
+            other = classes[i]
+            cls["members"].extend(other["members"])
+            parts.append(other["roots"])
+            other["merged"] = found[0]
         cls["members"].append(producer)
-    return classes
+        cls["roots"] = np.unique(np.concatenate(parts))
+        for r in cls["roots"].tolist():
+            owner[r] = found[0]
+    return [c for c in classes if "merged" not in c]
+
+
+def conflict_error(cls):
+    """The error for widths that would cut a whole (conflicting) class."""
+    a, b = cls["conflict"]
+    return with_ids(
+        UnsupportedLayerError(
+            f"The channels of '{a}' are combined element-wise with those of '{b}' in "
+            "another order or only in part (e.g. an add of a concatenation and a conv), so "
+            "no choice of kept indices fits both. Expected producers combined channel by "
+            f"channel. Keep their group's width. Received: producers={[a, b]}"
+        ),
+        [cls["roots"]],
+    )
+
+
+def whole_groups(trace, classes):
+    """Keys of the channel groups of whole (conflicting) classes: they keep their width."""
+    keys = set()
+    for cls in classes:
+        if "conflict" in cls:
+            keys |= groups_of(trace, [cls], cls["roots"])
+    return keys
 
 
 def choose_keeps(trace, classes, scores, scored, width_of, criterion):
@@ -78,6 +117,10 @@ def choose_keeps(trace, classes, scores, scored, width_of, criterion):
     keeps = {}
     for cls in classes:
         members = cls["members"]
+        if "conflict" in cls:
+            if any(width_of(p) != p.ids.size for p in members):
+                raise conflict_error(cls)
+            continue
         n = cls["roots"].size
         widths = {width_of(p) for p in members}
         if len(widths) != 1:  # pragma: no cover - the graph ties their widths
@@ -230,6 +273,8 @@ def share_multiples(trace, classes):
     """
     result = {}
     for cls in classes:
+        if "conflict" in cls:
+            continue  # kept whole
         need = _required_multiple(
             _tree(cls["roots"].size, _parts_of(trace, cls)), tuple(range(cls["roots"].size))
         )
@@ -267,6 +312,8 @@ def importance_targets(problem, graph, classes, scores, value):
     """
     per_group = {}
     for cls in classes:
+        if "conflict" in cls:
+            continue  # kept whole: no ranking
         for p in cls["members"]:
             if p.call is None:
                 continue
