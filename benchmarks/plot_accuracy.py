@@ -26,6 +26,7 @@ LABELS = {
     "precrop_synexp_b2": "PreCrop-SynExp, balance 2 (default)",
     "precrop_synflow": "PreCrop fitted to SynFlow",
     "synflow_masked": "SynFlow unstructured (masked)",
+    "precrop_latency": "PreCrop-SynExp, latency budget",
 }
 
 
@@ -85,6 +86,8 @@ PAIRS = (
     ("precrop_synexp", "params", 10.0, "synflow_masked", "params"),
     ("precrop_synexp", "params", 20.0, "synflow_masked", "params"),
     ("precrop_synexp", "macs", 20.0, "synflow_masked", "params"),  # the issue's 20x cells
+    # Issue #12: PreCrop at the measured LiteRT latency of the 10x-MACs uniform model.
+    ("precrop_latency", "macs", 10.0, "uniform_width", "macs"),
 )
 
 
@@ -109,8 +112,9 @@ def paired_table(runs, model="resnet20"):
                  for s in seeds]
         per_seed = " / ".join(f"{d:+.1f} (s{s})" for d, s in zip(diffs, seeds, strict=True))
         ahead = sum(d > 0 for d in diffs)
+        what = "latency" if variant == "precrop_latency" else budget
         lines.append(
-            f"| PreCrop ({budget}) − {LABELS[base]} ({base_budget}) | {compress:g}× | {per_seed} "
+            f"| PreCrop ({what}) − {LABELS[base]} ({base_budget}) | {compress:g}× | {per_seed} "
             f"| {statistics.mean(diffs):+.1f} | {ahead} of {len(diffs)} |"
         )
     return "\n".join(lines)
@@ -141,7 +145,7 @@ def main(argv=None):
     fig = Figure(figsize=(5.2 * len(keys), 5.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    colors = dict(zip(LABELS, ("#7f7f7f", "#2f6db3", "#9ecae1", "#6baed6", "#08519c", "#e6550d", "#31a354"), strict=True))
+    colors = dict(zip(LABELS, ("#7f7f7f", "#2f6db3", "#9ecae1", "#6baed6", "#08519c", "#e6550d", "#31a354", "#756bb1"), strict=True))
     handles = {}
     for ax, key in zip(axes, keys, strict=True):
         model, budget = key
