@@ -13,10 +13,19 @@ validation accuracy, training throughput (images/s) and peak memory:
   fixed in training: the same layer densities as ``precrop_synflow`` at weight
   granularity (the paper's granularity claim);
 * ``precrop_latency``  — PreCrop with a *latency* budget equal to the measured
-  LiteRT latency (fp32, 2 threads, median of 3) of the ``uniform_width`` model
-  at the same ``--budgets``/``--compress`` (so ``--budgets macs --compress 10``
-  is "at the latency of the 10x-MACs uniform-width model"); the row records
-  ``latency_target_ms``. The latency table is this machine's cache.
+  LiteRT latency of the ``uniform_width`` model at the same
+  ``--budgets``/``--compress`` (so ``--budgets macs --compress 10`` is "at the
+  latency of the 10x-MACs uniform-width model"). The uniform and the dense
+  model are timed round-robin in one run (fp32, 2 threads, XNNPACK, batch 1,
+  10 rounds of 200 invokes, smallest round median each), and the target is their
+  **ratio** as a fraction of the dense latency, planned on the table measured
+  idle by ``benchmarks/latency_budget.py`` (``benchmarks/results/latency_table.json``),
+  with this model's calibration (dense and x0.4 whole-model times) measured in
+  the same run.
+  A ratio from one round-robin run is what a busy machine cannot distort: an
+  absolute target in ms, measured at another time than the table, moved by
+  1.6x between two runs here. The row records ``latency_fraction``,
+  ``latency_uniform_ms``, ``latency_dense_ms`` and ``latency_predicted_fraction``.
 
 CPU (the default here): a short fixed schedule on a class-balanced subset of
 the training images, validation on a fixed, seeded, class-balanced 5,000-image
@@ -48,6 +57,10 @@ import platform
 import sys
 import time
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: The fp32, 2-thread table measured idle by benchmarks/latency_budget.py.
+LATENCY_TABLE = os.path.join(HERE, "results", "latency_table.json")
+
 VARIANTS = (
     "dense",
     "uniform_width",
@@ -77,16 +90,25 @@ def build_variant(name, base_fn, budget, fraction, seed, rounds):
         # budget the same density: masks cut params and MACs alike on paper).
         return masked_model(base, "synflow", fraction, seed=seed, rounds=rounds, verbose=0), {}
     if name == "precrop_latency":
-        import numpy as np
+        from latency_budget import round_robin  # benchmarks/ is this script's folder
 
-        from tf_precrop.latency.measure import measure_model
+        from tf_precrop.latency import LatencyTable, measure_table
+        from tf_precrop.latency.measure import model_flatbuffer
 
         uniform = tf_precrop.plan(base, fraction, budget=budget, method="uniform_width", verbose=0).apply()
-        target_ms = float(np.median([measure_model(uniform, 2, "fp32") for _ in range(3)]))
-        plan = tf_precrop.plan(base, f"{target_ms:.4f}ms", budget="latency", seed=seed, verbose=0)
+        files = {"uniform": model_flatbuffer(uniform, "fp32"), "dense": model_flatbuffer(base, "fp32")}
+        ms, _ = round_robin(files, threads=2, rounds=10, runs=200)
+        target = ms["uniform"] / ms["dense"]
+        # The per-model constant and scale (dense and x0.4 whole-model times) are
+        # measured now, beside the ratio; the layer grid comes from the idle table.
+        table = measure_table(base, table=LatencyTable.load(LATENCY_TABLE), verbose=0)
+        plan = tf_precrop.plan(base, target, budget="latency", latency=table, seed=seed, verbose=0)
         return plan.apply(), {
-            "latency_target_ms": target_ms,
-            "latency_predicted_ms": plan.latency_ms[1],
+            "latency_fraction": target,
+            "latency_uniform_ms": ms["uniform"],
+            "latency_dense_ms": ms["dense"],
+            "latency_predicted_fraction": plan.latency_ms[1] / plan.latency_ms[0],
+            "latency_table": os.path.relpath(LATENCY_TABLE, os.path.dirname(HERE)),
         }
     method, options = {
         "uniform_width": ("uniform_width", {}),
