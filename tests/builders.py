@@ -520,20 +520,25 @@ SWEEP_CASES = [
 ]
 
 
-def compat_sweep():
-    """``benchmarks/compat_sweep.py`` imported as a module (its ``build``, ``check_model``...)."""
+def benchmark_script(name):
+    """``benchmarks/<name>.py`` imported as a module (once per process), for its functions."""
     import importlib.util
     import pathlib
     import sys
 
-    if "compat_sweep" in sys.modules:
-        return sys.modules["compat_sweep"]
-    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "compat_sweep.py"
-    spec = importlib.util.spec_from_file_location("compat_sweep", script)
+    if name in sys.modules:
+        return sys.modules[name]
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["compat_sweep"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def compat_sweep():
+    """``benchmarks/compat_sweep.py`` imported as a module (its ``build``, ``check_model``...)."""
+    return benchmark_script("compat_sweep")
 
 
 def fake_latency_table(model, num_threads=2, precision="fp32", constant_ms=0.5, scale=1e-4):

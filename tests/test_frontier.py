@@ -1,23 +1,16 @@
 """benchmarks/frontier.py: row selection, per-method means, the table and the plot (nothing timed)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import builders
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "frontier.py"
 
 
 def _script():
-    if "frontier" in sys.modules:
-        return sys.modules["frontier"]
-    spec = importlib.util.spec_from_file_location("frontier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["frontier"] = module
-    spec.loader.exec_module(module)
-    return module
+    return builders.benchmark_script("frontier")
 
 
 def _row(variant, budget, compress, seed, acc, params, macs, ms=None, density=None, **changes):

@@ -443,7 +443,7 @@ EXACT_APPLICATIONS = {
 
 def test_exactness_covers_every_sweep_family():
     families = {name for name, _ in builders.SWEEP_CASES}
-    # ConvNeXt: see above; RegNetX002 (a tf_keras case): test_tf_keras_regnet_dead_channels_pruned_exactly.
+    # ConvNeXt: see above; RegNetX002 (a tf_keras case): test_tf_keras_applications_dead_channels_pruned_exactly.
     assert families - set(EXACT_APPLICATIONS) == {"ConvNeXtTiny", "RegNetX002"}
 
 
@@ -469,21 +469,11 @@ def test_keras_applications_dead_channels_pruned_exactly(name, float64):
 
 
 @pytest.mark.slow
-def test_tf_keras_mobilenet_v2_dead_channels_pruned_exactly():
+@pytest.mark.parametrize("name", ["MobileNetV2", "RegNetX002"])
+def test_tf_keras_applications_dead_channels_pruned_exactly(name):
+    # RegNetX002: grouped convolutions (group width 8) in every block, each group keeps an equal share.
     k = builders.keras_of("tf_keras")
-    model = k.applications.MobileNetV2(
-        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
-    )
-    model = randomize(model)
-    kill_dropped(model, _drop_evenly(_widths_for(model, 0.5)))
-    _check_exact(model, 0.5)
-
-
-@pytest.mark.slow
-def test_tf_keras_regnet_dead_channels_pruned_exactly():
-    # Grouped convolutions (group width 8) in every block: each group keeps an equal share.
-    k = builders.keras_of("tf_keras")
-    model = k.applications.RegNetX002(
+    model = getattr(k.applications, name)(
         weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
     )
     model = randomize(model)

@@ -1,11 +1,11 @@
 """benchmarks/prune_trained.py: resume keys, dense metadata, the PreCrop match, one tiny run."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import builders
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,13 +13,7 @@ SCRIPT = ROOT / "benchmarks" / "prune_trained.py"
 
 
 def _script():
-    if "prune_trained" in sys.modules:
-        return sys.modules["prune_trained"]
-    spec = importlib.util.spec_from_file_location("prune_trained", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["prune_trained"] = module
-    spec.loader.exec_module(module)
-    return module
+    return builders.benchmark_script("prune_trained")
 
 
 def _row(**changes):
