@@ -313,7 +313,16 @@ def _save(args, results):
     )
     from tf_precrop._io import write_json
 
-    write_json(args.out, {"meta": meta, "runs": results})
+    # Rows withdrawn by hand (a flawed method, with the reason) stay on record
+    # under "superseded"; the resume key ignores them, so their cells re-run.
+    superseded = []
+    if os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as f:
+            superseded = json.load(f).get("superseded", [])
+    payload = {"meta": meta, "runs": results}
+    if superseded:
+        payload["superseded"] = superseded
+    write_json(args.out, payload)
 
 
 def _print_table(results):
