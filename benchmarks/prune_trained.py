@@ -19,7 +19,16 @@ every seed, MAC target (50% and 20% of the dense MACs), importance criterion
    again (still 0 epochs: no weight is trained; ``0`` turns this off);
 4. fine-tunes it (the recalibrated model, when step 3 ran) for
    ``--finetune-epochs`` (5) epochs and evaluates it again;
-5. (``--int8``, default on) exports the fine-tuned model as a full-integer
+5. (``--steps K``, default 1) with ``K > 1`` repeats steps 2-4 K times
+   instead (iterative pruning): step ``i`` prunes the previous step's model to
+   ``target ** (i / K)`` of the *dense* cost (the fraction handed to ``prune``
+   is relative to the current model, so the last step lands on the target
+   within the solver's 1%), re-estimates BN and fine-tunes for its share of
+   ``--finetune-epochs`` (split evenly, the remainder going to the last steps),
+   so the total fine-tune epochs stay the same as one-shot. Per-step numbers
+   go to the row's ``steps_history``; its top-level ``pruned`` and ``BN
+   re-estimated`` accuracies are those of the last step;
+6. (``--int8``, default on) exports the fine-tuned model as a full-integer
    int8 TFLite file with :func:`tf_precrop.export.export_tflite`, calibrated on
    ``--calibration-samples`` (256) training images and verified against the
    Keras model on 64 validation images, then runs the file in LiteRT on the
@@ -113,6 +122,8 @@ def parse_args(argv=None):
                         help="peak lr of the fine-tune (at batch 128, cosine to 0)")
     parser.add_argument("--finetune-warmup", type=int, default=0, help="fine-tune warm-up epochs")
     parser.add_argument("--finetune-batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=1,
+                        help="prune-and-fine-tune steps (iterative pruning; 1: one-shot)")
     parser.add_argument("--taylor-samples", type=int, default=256,
                         help="training images the taylor criterion scores on")
     parser.add_argument("--recalibration-samples", type=int, default=4096,
@@ -139,6 +150,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.finetune_epochs < 0:
         parser.error("--finetune-epochs must be >= 0")
+    if args.steps < 1:
+        parser.error("--steps must be >= 1")
+    if args.steps > 1 and args.finetune_epochs < args.steps:
+        parser.error(f"--steps {args.steps} needs at least {args.steps} --finetune-epochs "
+                     "(one per step); iterative pruning without fine-tuning is one-shot pruning")
     if any(not 0.0 < t <= 1.0 for t in args.targets):
         parser.error("--targets must be fractions in (0, 1]")
     for name in ("taylor_samples", "int8_samples", "calibration_samples", "train_size", "val_size"):
@@ -195,14 +211,34 @@ def dense_info(path, dense_epochs=None):
 
 
 # ----------------------------------------------------------------------- rows
-def finetune_config(args, seed):
+def step_fractions(target, steps):
+    """Cumulative fractions of the dense cost after each of ``steps`` steps: ``target ** (i / steps)``.
+
+    >>> [round(f, 4) for f in step_fractions(0.25, 2)]
+    [0.5, 0.25]
+    """
+    return [float(target) ** ((i + 1) / steps) for i in range(steps)]
+
+
+def split_epochs(epochs, steps):
+    """``epochs`` split over ``steps`` as evenly as possible, the remainder on the last steps.
+
+    >>> split_epochs(5, 2)
+    [2, 3]
+    """
+    base, extra = divmod(epochs, steps)
+    return [base + (1 if i >= steps - extra else 0) for i in range(steps)]
+
+
+def finetune_config(args, seed, epochs=None):
     """The fine-tune recipe of the module docstring (``None`` for 0 epochs)."""
-    if args.finetune_epochs == 0:
+    epochs = args.finetune_epochs if epochs is None else epochs
+    if epochs == 0:
         return None
     from tf_precrop import training
 
     return training.recipe(
-        "cpu", epochs=args.finetune_epochs, lr=args.finetune_lr,
+        "cpu", epochs=epochs, lr=args.finetune_lr,
         warmup_epochs=args.finetune_warmup, batch_size=args.finetune_batch_size, seed=seed,
     )
 
@@ -213,7 +249,7 @@ def row_key(row):
     return (
         row["dense_file"], row["dense_sha256"], row["seed"], row["budget"], float(row["target"]),
         row["importance"], row["widths_from"], row["finetune_epochs"], ft, row["train_size"],
-        row["val_images"], row.get("recalibration_samples", 0),
+        row["val_images"], row.get("recalibration_samples", 0), row.get("steps", 1),
     )
 
 
@@ -295,7 +331,7 @@ def run_name(row):
     stem = os.path.splitext(row["dense_file"])[0]
     return (
         f"{stem}_prune_{row['importance']}_{row['widths_from']}_{row['budget']}{row['target']:g}"
-        f"_ft{row['finetune_epochs']}"
+        f"_ft{row['finetune_epochs']}" + (f"_steps{row['steps']}" if row.get("steps", 1) > 1 else "")
     )
 
 
@@ -341,7 +377,7 @@ def main(argv=None):
             finetune_epochs=args.finetune_epochs,
             finetune_config=None if config is None else config.to_dict(),
             train_size=len(x_tr), val_images=len(x_val),
-            recalibration_samples=min(args.recalibration_samples, len(x_tr)),
+            recalibration_samples=min(args.recalibration_samples, len(x_tr)), steps=args.steps,
         )
         todo = [
             dict(base, target=t, importance=imp, widths_from=wf)
@@ -368,30 +404,49 @@ def main(argv=None):
         x_verify = x_val[:NUM_VERIFY].astype("float32")
         print(f"seed {seed}: {path} ({info.get('epochs')} epochs), val accuracy {dense_acc:.4f}",
               flush=True)
+        cost = args.budget  # "macs" or "params", as tf_precrop.profile names them
         for row in todo:
             t_start = time.perf_counter()
-            keras.utils.set_random_seed(seed)
-            pruned = tf_precrop.prune(
-                dense, row["target"], budget=args.budget, importance=row["importance"],
-                data=taylor_data if row["importance"] == "taylor" else None,
-                widths_from=row["widths_from"], seed=seed,
-            )
-            prune_s = time.perf_counter() - t_start
+            current, history, prune_s, ft = dense, [], 0.0, None
+            for frac, epochs in zip(step_fractions(row["target"], args.steps),
+                                    split_epochs(args.finetune_epochs, args.steps), strict=True):
+                if history and row["importance"] == "taylor":
+                    # A fine-tuned model carries the training loss; score the plain one.
+                    current.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+                        from_logits=not outputs_probabilities(current)))
+                relative = frac * getattr(dense_profile, cost) / getattr(tf_precrop.profile(current), cost)
+                keras.utils.set_random_seed(seed)
+                t_prune = time.perf_counter()
+                pruned = tf_precrop.prune(
+                    current, min(relative, 1.0), budget=args.budget, importance=row["importance"],
+                    data=taylor_data if row["importance"] == "taylor" else None,
+                    widths_from=row["widths_from"], seed=seed,
+                )
+                prune_s += time.perf_counter() - t_prune
+                pruned_acc = training.evaluate(pruned, x_val, y_val)
+                recal_acc, recal_s = None, None
+                if len(x_recal):
+                    t_recal = time.perf_counter()
+                    tf_precrop.recalibrate_batchnorm(pruned, x_recal, batch_size=128)
+                    recal_s = time.perf_counter() - t_recal
+                    recal_acc = training.evaluate(pruned, x_val, y_val)
+                step_config = finetune_config(args, seed, epochs)
+                ft = None
+                if step_config is not None:
+                    ft = training.train(pruned, (x_tr, y_tr), (x_val, y_val), config=step_config,
+                                        checkpoint=False, verbose=0)
+                    pruned = ft.model
+                ft_acc = None if ft is None else training.evaluate(pruned, x_val, y_val)
+                history.append(dict(
+                    target=frac, macs_ratio=tf_precrop.profile(pruned).macs / dense_profile.macs,
+                    pruned_val_accuracy=pruned_acc, recalibrated_val_accuracy=recal_acc,
+                    finetune_epochs=epochs, finetuned_val_accuracy=ft_acc,
+                    finetune_seconds=None if ft is None else ft.seconds,
+                ))
+                print(f"  step {len(history)}/{args.steps}: {json.dumps(history[-1])}", flush=True)
+                current = pruned
             prof = tf_precrop.profile(pruned)
             widths = tf_precrop.channel_groups(pruned).widths()
-            pruned_acc = training.evaluate(pruned, x_val, y_val)
-            recal_acc, recal_s = None, None
-            if len(x_recal):
-                t_recal = time.perf_counter()
-                tf_precrop.recalibrate_batchnorm(pruned, x_recal, batch_size=128)
-                recal_s = time.perf_counter() - t_recal
-                recal_acc = training.evaluate(pruned, x_val, y_val)
-            ft = None
-            if config is not None:
-                ft = training.train(pruned, (x_tr, y_tr), (x_val, y_val), config=config,
-                                    checkpoint=False, verbose=0)
-                pruned = ft.model
-            ft_acc = None if ft is None else training.evaluate(pruned, x_val, y_val)
             row.update(
                 model=info["model"], dense_path=path, dense_epochs=info["epochs"],
                 dense_recipe=info.get("recipe"), dense_train_size=info.get("train_size"),
@@ -410,7 +465,9 @@ def main(argv=None):
                 widths={str(k): int(v) for k, v in widths.items()},
                 total_epochs=info["epochs"] + args.finetune_epochs,
                 taylor_samples=len(pick) if row["importance"] == "taylor" else None,
-                prune_seconds=prune_s, finetune_seconds=None if ft is None else ft.seconds,
+                prune_seconds=prune_s,
+                finetune_seconds=None if ft is None else sum(h["finetune_seconds"] or 0 for h in history),
+                steps_history=history if args.steps > 1 else None,
             )
             name = run_name(row)
             if args.save_dir:
@@ -431,7 +488,7 @@ def main(argv=None):
             row["command"] = " ".join(["python"] + sys.argv)
             rows.append(row)
             done.add(row_key(row))
-            print(json.dumps({k: v for k, v in row.items() if k not in ("widths", "finetune_history")}),
+            print(json.dumps({k: v for k, v in row.items() if k not in ("widths", "finetune_history", "steps_history")}),
                   flush=True)
             save_rows(args, rows)
     save_rows(args, rows)
@@ -476,6 +533,11 @@ def _int8_cell(row):
     return f"{_pct(q['val_accuracy'])} ({_pct(q['float_val_accuracy'])} fp32, n={q['samples']})"
 
 
+def _importance_cell(row):
+    steps = row.get("steps", 1)
+    return row["importance"] if steps == 1 else f"{row['importance']}, {steps} steps"
+
+
 def markdown(rows, precrop):
     """The per-run table, the mean over seeds, and the missing PreCrop commands."""
     if not rows:
@@ -487,7 +549,7 @@ def markdown(rows, precrop):
     ]
     groups, missing = {}, {}
     order = sorted(rows, key=lambda r: (-float(r["target"]), r["importance"], r["widths_from"],
-                                        r["finetune_epochs"], r["seed"]))
+                                        r["finetune_epochs"], r.get("steps", 1), r["seed"]))
     for r in order:
         total = r["total_epochs"]
         cell, match = _precrop_cell(precrop_rows(precrop, r), total)
@@ -498,12 +560,12 @@ def markdown(rows, precrop):
             )
         ft = f"{_pct(r['finetuned_val_accuracy'])} ({r['finetune_epochs']} ep)" if r["finetune_epochs"] else "–"
         lines.append(
-            f"| {r['seed']} | {r['budget']} {float(r['target']):g} | {r['importance']} | {r['widths_from']} "
+            f"| {r['seed']} | {r['budget']} {float(r['target']):g} | {_importance_cell(r)} | {r['widths_from']} "
             f"| {_pct(r['macs_ratio'])}% | {_pct(r['params_ratio'])}% | {_pct(r['dense_val_accuracy'])} "
             f"| {_pct(r['pruned_val_accuracy'])} | {_pct(r.get('recalibrated_val_accuracy'))} | {ft} "
             f"| {_int8_cell(r)} | {total} | {cell} |"
         )
-        key = (r["budget"], float(r["target"]), r["importance"], r["widths_from"], r["finetune_epochs"],
+        key = (r["budget"], float(r["target"]), _importance_cell(r), r["widths_from"], r["finetune_epochs"],
                total, r.get("recalibration_samples", 0))
         groups.setdefault(key, []).append((r, match))
     lines += [

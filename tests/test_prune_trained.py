@@ -36,8 +36,33 @@ def test_row_key_separates_runs_that_differ():
     for change in (dict(target=0.2), dict(importance="taylor"), dict(widths_from="importance"),
                    dict(finetune_epochs=0, finetune_config=None), dict(seed=1),
                    dict(dense_sha256="cd"), dict(val_images=500),
-                   dict(finetune_config={"epochs": 5, "lr": 0.02, "seed": 0})):
+                   dict(finetune_config={"epochs": 5, "lr": 0.02, "seed": 0}), dict(steps=2)):
         assert m.row_key(_row(**change)) != key, change
+    assert m.row_key(_row(steps=1)) == key  # rows from before --steps are one-shot
+
+
+@pytest.mark.parametrize("target,steps", [(0.2, 1), (0.2, 2), (0.5, 3), (0.1, 4)])
+def test_step_fractions_multiply_to_the_target_in_equal_ratios(target, steps):
+    m = _script()
+    fractions = m.step_fractions(target, steps)
+    assert len(fractions) == steps and fractions[-1] == pytest.approx(target)
+    ratios = [b / a for a, b in zip([1.0] + fractions, fractions, strict=False)]
+    assert ratios == pytest.approx([ratios[0]] * steps)  # each step keeps the same share
+
+
+@pytest.mark.parametrize("epochs,steps,expected", [(5, 1, [5]), (5, 2, [2, 3]), (6, 3, [2, 2, 2]),
+                                                   (7, 3, [2, 2, 3]), (3, 3, [1, 1, 1])])
+def test_split_epochs_keeps_the_total(epochs, steps, expected):
+    assert _script().split_epochs(epochs, steps) == expected
+
+
+def test_steps_need_one_fine_tune_epoch_each():
+    m = _script()
+    with pytest.raises(SystemExit):
+        m.parse_args(["--steps", "3", "--finetune-epochs", "2"])
+    with pytest.raises(SystemExit):
+        m.parse_args(["--steps", "0"])
+    assert m.parse_args(["--steps", "2", "--finetune-epochs", "2"]).steps == 2
 
 
 def test_dense_info_reads_the_manifest_then_the_name(tmp_path):
@@ -70,6 +95,9 @@ def test_markdown_matches_precrop_at_the_same_total_epochs():
     assert "--epochs 25 --train-size 45000 --variants precrop_synexp --budgets macs " \
         "--compress 5 --seeds 0" in text
     assert "--compress 2 " not in text
+    iterative = m.markdown([_row(), _row(steps=2)], precrop)
+    assert "| l1 | synexp |" in iterative and "| l1, 2 steps | synexp |" in iterative
+    assert iterative.count("| 81.1 (1) |") == 2  # both rows compare with the same PreCrop run
 
 
 @pytest.mark.slow
@@ -98,3 +126,29 @@ def test_one_tiny_run_writes_a_row_and_resumes(tmp_path):
     assert "| taylor | synexp |" in proc.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0 and len(json.loads(out.read_text())["runs"]) == 1
+
+
+@pytest.mark.slow
+def test_iterative_run_reaches_the_target_in_steps(tmp_path):
+    import keras
+
+    import tf_precrop
+
+    keras.utils.set_random_seed(0)
+    dense = tmp_path / "resnet20_dense_cpu1_seed0.keras"
+    tf_precrop.models.resnet20(normalize=True, width=0.5).save(dense)
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--dense", str(dense), "--seeds", "0", "--targets", "0.25",
+           "--importance", "l1", "--finetune-epochs", "3", "--steps", "2", "--finetune-batch-size", "100",
+           "--data", "sample", "--val-size", "100", "--train-size", "200", "--no-int8",
+           "--recalibration-samples", "100", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["runs"]
+    first, second = row["steps_history"]
+    assert first["macs_ratio"] == pytest.approx(0.5, abs=0.03)  # sqrt(0.25) of the dense MACs
+    assert second["macs_ratio"] == pytest.approx(0.25, abs=0.03)
+    assert row["macs_ratio"] == second["macs_ratio"]
+    assert [first["finetune_epochs"], second["finetune_epochs"]] == [1, 2]
+    assert row["total_epochs"] == 4 and row["steps"] == 2
+    assert "| l1, 2 steps | synexp |" in proc.stdout
