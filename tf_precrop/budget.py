@@ -1,4 +1,6 @@
-"""Budgets: the cost kinds a plan can target, and the absolute budget of a target.
+"""Budgets: the cost kinds a plan can target, the absolute budget of a target.
+
+:func:`warn_miss` is the warning of a plan whose widths miss their budget.
 
 A target is a fraction of the dense model's cost (``0 < target <= 1``; above 1
 only with PreConfig) or an absolute count (an int > 1), in the units of the
@@ -91,3 +93,27 @@ def _check_range(budget, target, dense_cost, min_cost, max_cost, unit):
             f"PreConfig upper bound. Received: target={target!r}"
         )
     return float(budget)
+
+
+def warn_miss(model, budget, solution, tolerance):
+    import warnings
+
+    from tf_precrop.errors import BudgetWarning
+
+    why = {
+        "proven": "no width assignment is closer (every one was tried)",
+        "searched": "it is the closest the repair found (too many assignments to try all)",
+    }[solution.miss]
+    warnings.warn(
+        f"The plan for model '{model.name}' misses its {budget} budget: it costs "
+        f"{_amount(solution.cost, budget)} against {_amount(solution.budget, budget)} ± {tolerance:.0%} "
+        f"({solution.cost / solution.budget - 1:+.2%}); {why}. The widths' multiples "
+        "(round_to, the groups' multiple_of) limit which costs exist: try round_to=1, "
+        "a larger tolerance or another target.",
+        BudgetWarning,
+        stacklevel=3,
+    )
+
+
+def _amount(value, budget):
+    return f"{value:.3f} ms" if budget == "latency" else f"{value:,.0f}"

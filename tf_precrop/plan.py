@@ -13,9 +13,11 @@ import os
 import numpy as np
 
 from tf_precrop._io import write_text
+from tf_precrop.budget import warn_miss
 from tf_precrop.errors import BudgetError
 from tf_precrop.graph.channel_graph import channel_groups
 from tf_precrop.rebuild import rebuild
+from tf_precrop.targets import target_densities
 from tf_precrop.widths import BUDGET_KINDS, DEFAULT_BALANCE, WidthProblem, resolve_budget
 
 SCORE_METHODS = ("synflow", "snip", "grasp", "magnitude", "random")
@@ -308,13 +310,13 @@ def plan(
     )
     fraction = budget_value / problem.dense_cost
     clamped = {}
-    targets = _target_densities(
+    targets = target_densities(
         model, graph, problem, method, fraction, data, seed, options, clamped
     )
     tolerance = float(options.get("tolerance", 0.02 if budget == "latency" else 0.01))
     solution = problem.solve(targets, budget_value, round_to=int(round_to), tolerance=tolerance)
     if not solution.within_tolerance:
-        _warn_miss(model, budget, solution, tolerance)
+        warn_miss(model, budget, solution, tolerance)
     settings = dict(
         round_to=int(round_to),
         preconfig=bool(preconfig),
@@ -376,26 +378,6 @@ def _check_options(round_to, seed, options):
         bad("rounds", rounds, "a positive integer")
 
 
-def _check_scores(per_layer, method):
-    """Scores must be finite and not all zero: a plan is never made from them."""
-    from tf_precrop.errors import ScoreError
-
-    for key, values in per_layer.items():
-        values = np.asarray(values, dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ScoreError(
-                f"{method} scores of layer '{key}' are not finite (NaN or inf). Expected "
-                "finite scores; check the model's weights and the data. Received: "
-                f"{int(np.sum(~np.isfinite(values)))} non-finite of {values.size}"
-            )
-    if not any(np.any(np.asarray(v) != 0) for v in per_layer.values()):
-        raise ScoreError(
-            f"All {method} scores are zero, so they rank nothing. Expected some non-zero "
-            "scores (an all-zero model has none: initialise it first). Received: "
-            f"{len(per_layer)} layers of zero scores"
-        )
-
-
 def crop(model, target, **kwargs):
     """Plans and builds in one call: ``plan(model, target, **kwargs).apply()``.
 
@@ -408,112 +390,6 @@ def crop(model, target, **kwargs):
     >>> small = tf_precrop.crop(tf_precrop.models.resnet20(), 0.5, budget="macs")
     """
     return plan(model, target, **kwargs).apply()
-
-
-def _target_densities(model, graph, problem, method, fraction, data, seed, options, clamped):
-    """Per prunable layer target density (None for uniform width scaling)."""
-    nodes = problem.prunable
-    if method == "uniform_width":
-        return None
-    if method == "uniform":
-        return {n.key: min(fraction, 1.0) for n in nodes}
-    from tf_precrop import densities as dens
-
-    w0 = graph.widths()
-    kernel_sizes = {n.key: float(n.kernel.evaluate(w0)) for n in nodes}
-    if method == "synexp":
-        costs = _layer_costs(graph, problem, nodes, kernel_sizes)
-        total = sum(costs.values())
-        upper = float(problem.upper.max())
-        kernel_budget = min(fraction, upper) * total
-        return dens.synexp_densities(costs, kernel_budget, upper=upper)
-    if method == "erk":
-        shapes = _kernel_shapes(model, graph, nodes)
-        return dens.erk_densities(shapes, min(fraction, 1.0))
-    from tf_precrop.saliency import compute_scores
-
-    score_density = options.get("score_density")
-    if score_density is None:
-        score_density = fraction if fraction < 1 else 0.5
-    if not 0 < score_density <= 1:
-        raise BudgetError(f"`score_density` must be in (0, 1]. Received: score_density={score_density}")
-    scores = compute_scores(
-        graph,  # the one model view: saliency reads the graph's layers and kernels
-        method,
-        data=data,
-        loss=options.get("loss"),
-        target_density=score_density,
-        rounds=options.get("rounds", 100),
-        seed=seed,
-        verbose=options.get("verbose", 1),
-        layers=[n.key for n in nodes],
-    )
-    per_layer = {k: v for k, v in scores.per_layer.items() if k in kernel_sizes}
-    _check_scores(per_layer, method)
-    result = dens.global_threshold_densities(per_layer, score_density)
-    # A layer the threshold removed entirely keeps the smallest fit-able density;
-    # the plan records which (Plan.clamped).
-    floor = {k: 1.0 / kernel_sizes[k] for k in result}
-    clamped.update({k: float(v) for k, v in result.items() if float(v) < floor[k]})
-    return {k: max(float(v), floor[k]) for k, v in result.items()}
-
-
-def _layer_costs(graph, problem, nodes, kernel_sizes):
-    """SynExp's per-layer cost weights at the dense widths, in budget units.
-
-    A layer of zero cost weighs its kernel size (params/MACs); for latency, a
-    layer the latency model does not time weighs its MACs at the model's
-    average ms per MAC.
-    """
-    w0 = graph.widths()
-    if problem.kind == "latency":
-        per_layer = problem.cost_model.per_layer(problem.w0)
-        macs = {n.key: float(n.macs.evaluate(w0)) or kernel_sizes[n.key] for n in nodes}
-        rate = sum(per_layer.values()) / max(sum(macs.values()), 1.0)
-        return {n.key: per_layer.get(n.key) or macs[n.key] * rate for n in nodes}
-    costs = {}
-    for n in nodes:
-        cost = float(getattr(n, problem.kind).evaluate(w0))
-        costs[n.key] = cost if cost > 0 else kernel_sizes[n.key]
-    return costs
-
-
-def _kernel_shapes(model, graph, nodes):
-    from tf_precrop.saliency import prunable_kernels
-
-    found = dict(prunable_kernels(graph, layers=[n.key for n in nodes]))
-    shapes = {}
-    for n in nodes:
-        kernels = found.get(n.key, [])
-        if len(kernels) == 1:
-            shapes[n.key] = tuple(int(d) for d in kernels[0].shape)
-        else:  # separable: depthwise + pointwise, use the pointwise shape
-            shapes[n.key] = tuple(int(d) for d in kernels[-1].shape)
-    return shapes
-
-
-def _warn_miss(model, budget, solution, tolerance):
-    import warnings
-
-    from tf_precrop.errors import BudgetWarning
-
-    why = {
-        "proven": "no width assignment is closer (every one was tried)",
-        "searched": "it is the closest the repair found (too many assignments to try all)",
-    }[solution.miss]
-    warnings.warn(
-        f"The plan for model '{model.name}' misses its {budget} budget: it costs "
-        f"{_amount(solution.cost, budget)} against {_amount(solution.budget, budget)} ± {tolerance:.0%} "
-        f"({solution.cost / solution.budget - 1:+.2%}); {why}. The widths' multiples "
-        "(round_to, the groups' multiple_of) limit which costs exist: try round_to=1, "
-        "a larger tolerance or another target.",
-        BudgetWarning,
-        stacklevel=3,
-    )
-
-
-def _amount(value, budget):
-    return f"{value:.3f} ms" if budget == "latency" else f"{value:,.0f}"
 
 
 def _make_plan(model, graph, problem, solution, targets, clamped, method, budget, target, settings):

@@ -43,7 +43,8 @@ def budget_widths(
     Returns:
         ``(widths, result)``.
     """
-    from tf_precrop.plan import _target_densities, _warn_miss
+    from tf_precrop.budget import warn_miss
+    from tf_precrop.targets import target_densities
     from tf_precrop.widths import WidthProblem, resolve_budget
 
     multiples = share_multiples(trace, classes)
@@ -64,7 +65,7 @@ def budget_widths(
         )
         if widths_from == "synexp":
             fraction = value / problem.dense_cost
-            targets = _target_densities(
+            targets = target_densities(
                 model, graph, problem, "synexp", fraction, None, None, {}, {}
             )
         else:
@@ -81,13 +82,13 @@ def budget_widths(
             whole |= more
             continue
         if not solution.within_tolerance:
-            _warn_miss(model, budget, solution, tolerance)
+            warn_miss(model, budget, solution, tolerance)
         return solution.widths, result
 
 
 def _restrict(problem, multiples, whole):
     """Adds the share multiples and keeps the ``whole`` groups at today's width."""
-    from tf_precrop.widths import CompiledPolys
+    from tf_precrop.poly_cost import CompiledPolys
 
     for key, m in multiples.items():
         i = problem.index[key]
