@@ -14,7 +14,39 @@ from tf_precrop.errors import BudgetError
 
 
 def target_densities(model, graph, problem, method, fraction, data, seed, options, clamped):
-    """Per prunable layer target density (None for uniform width scaling)."""
+    """Per prunable layer target density (None for uniform width scaling).
+
+    Args:
+        model: the Keras model ``graph`` was built from.
+        graph: its :class:`~tf_precrop.graph.channel_graph.ChannelGraph`.
+        problem: the :class:`~tf_precrop.widths.WidthProblem` the densities
+            are for (its prunable layers, budget kind and upper bound).
+        method: one of :data:`tf_precrop.plan.METHODS`.
+        fraction: the budget as a fraction of the dense cost.
+        data, seed: for the score methods (SNIP/GraSP data, random seeds).
+        options: :func:`tf_precrop.plan`'s options (``score_density``,
+            ``rounds``, ``loss``, ``verbose``).
+        clamped: a dict that receives the layers a score threshold removed
+            entirely, with their density before they were raised to one
+            kernel element (``Plan.clamped``).
+
+    Returns:
+        ``{layer key: density}`` for every prunable layer, or None for
+        ``"uniform_width"`` (no per-layer targets: one scale for all groups).
+
+    Example:
+
+    >>> import tf_precrop
+    >>> from tf_precrop.widths import WidthProblem
+    >>> model = tf_precrop.models.resnet20()
+    >>> graph = tf_precrop.channel_groups(model)
+    >>> problem = WidthProblem(graph, budget="params")
+    >>> sorted(set(target_densities(model, graph, problem, "uniform", 0.3, None, None, {}, {}).values()))
+    [0.3]
+    >>> synexp = target_densities(model, graph, problem, "synexp", 0.3, None, None, {}, {})
+    >>> len(synexp) == len(problem.prunable) and all(0 < d <= 1 for d in synexp.values())
+    True
+    """
     nodes = problem.prunable
     if method == "uniform_width":
         return None
