@@ -96,7 +96,7 @@ def build_variant(name, base_fn, budget, fraction, seed, rounds):
     if name == "precrop_latency":
         from latency_budget import round_robin  # benchmarks/ is this script's folder
 
-        from tf_precrop.latency import LatencyTable, fingerprint, latency_cost, probes_of
+        from tf_precrop.latency import LatencyTable, fingerprint, probes_of
         from tf_precrop.latency.measure import measure_points, model_flatbuffer
 
         uniform_plan = tf_precrop.plan(base, fraction, budget=budget, method="uniform_width", verbose=0)
@@ -116,7 +116,6 @@ def build_variant(name, base_fn, budget, fraction, seed, rounds):
         measure_points(table, probes_of(graph), verbose=0)
         uniform_widths = dict(uniform_plan.original_widths, **uniform_plan.widths)
         table.add_model(fingerprint(graph), base.name, ms["dense"], {"widths": uniform_widths, "ms": ms["uniform"]})
-        cost = latency_cost(graph, table)
         plan = tf_precrop.plan(base, target, budget="latency", latency=table, seed=seed, verbose=0)
         return plan.apply(), {
             "latency_fraction": target,
@@ -124,8 +123,8 @@ def build_variant(name, base_fn, budget, fraction, seed, rounds):
             "latency_dense_ms": ms["dense"],
             "latency_predicted_fraction": plan.latency_ms[1] / plan.latency_ms[0],
             "latency_calibration": "dense and uniform width, timed round-robin with the target",
-            "latency_constant_ms": cost.constant,
-            "latency_scale": cost.scale,
+            "latency_constant_ms": plan.settings["latency_constant_ms"],
+            "latency_scale": plan.settings["latency_scale"],
             "latency_table": os.path.relpath(LATENCY_TABLE, os.path.dirname(HERE)),
         }
     method, options = {

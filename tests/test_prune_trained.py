@@ -100,16 +100,21 @@ def test_markdown_matches_precrop_at_the_same_total_epochs():
     assert iterative.count("| 81.1 (1) |") == 2  # both rows compare with the same PreCrop run
 
 
-@pytest.mark.slow
-def test_one_tiny_run_writes_a_row_and_resumes(tmp_path):
+def _tiny_dense(tmp_path, width):
+    """A seeded, untrained ResNet-20 saved as a 1-epoch 'dense' model, and the rows path."""
     import keras
 
     import tf_precrop
 
     keras.utils.set_random_seed(0)
     dense = tmp_path / "resnet20_dense_cpu1_seed0.keras"
-    tf_precrop.models.resnet20(normalize=True, width=0.25).save(dense)
-    out = tmp_path / "rows.json"
+    tf_precrop.models.resnet20(normalize=True, width=width).save(dense)
+    return dense, tmp_path / "rows.json"
+
+
+@pytest.mark.slow
+def test_one_tiny_run_writes_a_row_and_resumes(tmp_path):
+    dense, out = _tiny_dense(tmp_path, width=0.25)
     cmd = [sys.executable, str(SCRIPT), "--dense", str(dense), "--seeds", "0", "--targets", "0.5",
            "--importance", "taylor", "--finetune-epochs", "1", "--finetune-batch-size", "100",
            "--data", "sample", "--val-size", "100", "--train-size", "400", "--taylor-samples", "64",
@@ -130,14 +135,7 @@ def test_one_tiny_run_writes_a_row_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_iterative_run_reaches_the_target_in_steps(tmp_path):
-    import keras
-
-    import tf_precrop
-
-    keras.utils.set_random_seed(0)
-    dense = tmp_path / "resnet20_dense_cpu1_seed0.keras"
-    tf_precrop.models.resnet20(normalize=True, width=0.5).save(dense)
-    out = tmp_path / "rows.json"
+    dense, out = _tiny_dense(tmp_path, width=0.5)
     cmd = [sys.executable, str(SCRIPT), "--dense", str(dense), "--seeds", "0", "--targets", "0.25",
            "--importance", "l1", "--finetune-epochs", "3", "--steps", "2", "--finetune-batch-size", "100",
            "--data", "sample", "--val-size", "100", "--train-size", "200", "--no-int8",
