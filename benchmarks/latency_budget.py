@@ -97,36 +97,18 @@ def flatbuffer(model, precision):
 
 
 def round_robin(files, threads, rounds, runs):
-    """``{name: smallest round median ms}`` and every round's medians."""
-    from ai_edge_litert.interpreter import Interpreter
+    """``{name: smallest round median ms}`` and every round's medians.
 
-    from tf_precrop.export.latency import _random_input
+    ``tf_precrop.latency.measure.time_flatbuffers`` with exactly ``runs``
+    calls per round and 5 warm-up calls before each. The smallest round
+    median, as the calibration of the latency model takes the smallest block
+    median: on a shared machine a slow window spoils a round, and the minimum
+    is what repeats.
+    """
+    from tf_precrop.latency.measure import time_flatbuffers
 
-    interpreters = {}
-    for name, data in files.items():
-        it = Interpreter(model_content=data, num_threads=threads)
-        it.allocate_tensors()
-        rng = np.random.default_rng(0)
-        for d in it.get_input_details():
-            it.set_tensor(d["index"], _random_input(d, rng))
-        for _ in range(3):
-            it.invoke()
-        interpreters[name] = it
-    medians = {name: [] for name in files}
-    for r in range(rounds):
-        for name, it in interpreters.items():
-            for _ in range(5):  # warm this one up again after the others ran
-                it.invoke()
-            times = []
-            for _ in range(runs):
-                t = time.perf_counter()
-                it.invoke()
-                times.append(time.perf_counter() - t)
-            medians[name].append(float(np.median(times)) * 1e3)
-        print(f"  round {r + 1}/{rounds} done", flush=True)
-    # The smallest round median, as the calibration of the latency model takes the
-    # smallest block median (tf_precrop.latency.measure.measure_model): on a shared
-    # machine a slow window spoils a round, and the minimum is what repeats.
+    medians = time_flatbuffers(files, threads, min_runs=runs, min_seconds=0, warmup=5, blocks=rounds,
+                               max_runs=runs, verbose=1)
     return {name: float(np.min(v)) for name, v in medians.items()}, medians
 
 

@@ -31,6 +31,7 @@ from tf_precrop.latency import (
     parse_target,
     probes_of,
 )
+from tf_precrop.latency.cost import THIN
 from tf_precrop.latency.probes import (
     TWO_AXES,
     grid_axis,
@@ -551,7 +552,7 @@ class FakeTimer:
     def install(self, monkeypatch):
         monkeypatch.setattr(measure_mod, "convert_micro", self.convert_micro)
         monkeypatch.setattr(measure_mod, "time_flatbuffer", self.time_flatbuffer)
-        monkeypatch.setattr(measure_mod, "measure_model", self.measure_model)
+        monkeypatch.setattr(measure_mod, "measure_models", self.measure_models)
         monkeypatch.setattr(measure_mod, "measure_overhead", self.measure_overhead)
         return self
 
@@ -570,9 +571,9 @@ class FakeTimer:
         kind, spec, widths = json.loads(data)
         return macs_like(kind, spec, widths) * (1 + 0.01 * num_threads)
 
-    def measure_model(self, model, num_threads, precision, **kwargs):
-        self.models += 1
-        return dense_of(model)
+    def measure_models(self, models, num_threads, precision, **kwargs):
+        self.models += len(models)
+        return {name: dense_of(model) for name, model in models.items()}
 
 
 def dense_of(model):
@@ -648,6 +649,85 @@ def test_interrupted_measuring_keeps_only_finished_points(monkeypatch, cache_dir
     assert rest.timed == len(expected) - 5 and rest.models == 2
     assert {(s, p) for s, p, _ in rest.converted} == expected - finished
     no_tmp_files(cache_dir)
+
+
+class SimulatedMachine:
+    """A clock and interpreters for it: each model's ``invoke()`` costs its own ms, and
+    ``slow`` times more while the clock is inside ``window`` (seconds)."""
+
+    def __init__(self, costs_ms, window=(0.0, 0.0), slow=3.0):
+        self.now, self.costs, self.window, self.slow = 0.0, costs_ms, window, slow
+        self.calls = []  # the name of every invoke, in order
+        machine = self
+
+        class Interpreter:
+            def __init__(self, model_content, num_threads):
+                self.name = model_content.decode()
+
+            def allocate_tensors(self):
+                pass
+
+            def get_input_details(self):
+                return [{"index": 0, "dtype": np.float32, "shape": np.array([1, 2])}]
+
+            def set_tensor(self, index, value):
+                pass
+
+            def invoke(self):
+                factor = machine.slow if machine.window[0] <= machine.now < machine.window[1] else 1.0
+                machine.now += machine.costs[self.name] * factor / 1e3
+                machine.calls.append(self.name)
+
+        self.Interpreter = Interpreter
+
+    def perf_counter(self):
+        return self.now
+
+    def install(self, monkeypatch):
+        import types
+
+        import ai_edge_litert.interpreter
+
+        monkeypatch.setattr(ai_edge_litert.interpreter, "Interpreter", self.Interpreter)
+        monkeypatch.setattr(measure_mod, "time", types.SimpleNamespace(perf_counter=self.perf_counter))
+        return self
+
+
+def test_round_robin_timing_keeps_the_ratio_through_a_slow_window(monkeypatch):
+    # dense 1 ms, thin 0.4 ms; the machine is 3x slower for the first two seconds.
+    files = {"dense": b"dense", "thin": b"thin"}
+    costs = {"dense": 1.0, "thin": 0.4}
+    machine = SimulatedMachine(costs, window=(0.0, 2.0)).install(monkeypatch)
+    blocks = measure_mod.time_flatbuffers(files, 2, min_runs=30, min_seconds=0.3, warmup=5, blocks=4)
+    assert [len(v) for v in blocks.values()] == [4, 4]
+    # Blocks alternate: every dense block is followed by a thin one.
+    runs = [name for i, name in enumerate(machine.calls) if i == 0 or machine.calls[i - 1] != name]
+    assert runs == ["dense", "thin"] + ["dense", "thin"] * 4
+    assert blocks["dense"][0] == pytest.approx(3.0) and blocks["thin"][0] == pytest.approx(1.2)
+    fastest = {name: min(v) for name, v in blocks.items()}
+    assert fastest == pytest.approx(costs, rel=1e-9)  # the ratio is exactly 0.4
+    # One model after the other (the old way), the same window spoils dense only.
+    machine = SimulatedMachine(costs, window=(0.0, 2.0)).install(monkeypatch)
+    one_by_one = {name: measure_mod.time_flatbuffer(data, 2, min_runs=30, min_seconds=0.3, warmup=5, blocks=4)
+                  for name, data in files.items()}
+    assert one_by_one["thin"] / one_by_one["dense"] == pytest.approx(0.4 / 3.0, rel=1e-9)
+
+
+def test_calibration_times_dense_and_thin_round_robin(monkeypatch):
+    model = model_of("residual")
+    graph = tf_precrop.channel_groups(model)
+    timed = []
+
+    def fake_files(files, num_threads, **kwargs):
+        timed.append((sorted(files), kwargs["blocks"]))
+        return {name: [2.0 if name == "dense" else 1.0, 5.0] for name in files}
+
+    monkeypatch.setattr(measure_mod, "model_flatbuffer", lambda m, precision: m.name.encode())
+    monkeypatch.setattr(measure_mod, "time_flatbuffers", fake_files)
+    dense_ms, thin = measure_mod.measure_calibration(graph, 2, "fp32")
+    assert timed == [(["dense", "thin"], 5)]  # one round-robin run of both
+    assert (dense_ms, thin["ms"]) == (2.0, 1.0)
+    assert thin["widths"] == graph.resolve_widths(THIN)
 
 
 # ------------------------------------------------------- 5. the solver on the matrix

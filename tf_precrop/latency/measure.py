@@ -51,27 +51,66 @@ def time_flatbuffer(data, num_threads, min_runs=MIN_RUNS, min_seconds=MIN_SECOND
     smallest block median is returned: a slow window of a shared machine
     then spoils one block, not the measurement.
     """
+    blocks_ms = time_flatbuffers({0: data}, num_threads, min_runs=min_runs, min_seconds=min_seconds,
+                                 warmup=warmup, blocks=blocks)
+    return min(blocks_ms[0])
+
+
+def time_flatbuffers(flatbuffers, num_threads, min_runs=MIN_RUNS, min_seconds=MIN_SECONDS, warmup=3,
+                     blocks=3, max_runs=MAX_RUNS, verbose=0):
+    """``{name: [block median ms, ...]}`` for several TFLite models timed round-robin.
+
+    Every model gets its own interpreter (XNNPACK, seeded random inputs) and
+    ``warmup`` untimed calls. Then block ``b`` of every model is timed, one
+    model after the other, before block ``b + 1`` of any: at least
+    ``min_runs`` calls and ``min_seconds``, at most ``max_runs`` calls per
+    block. A model is warmed up again (``warmup`` calls) before each of its
+    blocks when others ran in between, so caches hold its weights.
+
+    Why round-robin: on a shared machine, a slow window that would spoil one
+    model's whole measurement, timed one after the other, now spoils the
+    same block of every model. Take the smallest block median of each (what
+    repeats) and their ratios hold, which is what a calibration needs.
+
+    Args:
+        flatbuffers: ``{name: bytes}``.
+        num_threads: interpreter threads.
+        verbose: print a line when each block of all models is done.
+
+    Example:
+        >>> ms = time_flatbuffers({"dense": dense_bytes, "thin": thin_bytes}, 2)  # doctest: +SKIP
+        >>> min(ms["thin"]) / min(ms["dense"])  # doctest: +SKIP
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     from tf_precrop.export.latency import _random_input
 
-    interpreter = Interpreter(model_content=data, num_threads=num_threads)
-    interpreter.allocate_tensors()
-    rng = np.random.default_rng(1234)
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-    for _ in range(warmup):
-        interpreter.invoke()
-    medians = []
-    for _ in range(blocks):
-        times = []
-        start = time.perf_counter()
-        while len(times) < MAX_RUNS and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
-            t = time.perf_counter()
+    interpreters = {}
+    for name, data in flatbuffers.items():
+        interpreter = Interpreter(model_content=data, num_threads=num_threads)
+        interpreter.allocate_tensors()
+        rng = np.random.default_rng(1234)
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+        for _ in range(warmup):
             interpreter.invoke()
-            times.append(time.perf_counter() - t)
-        medians.append(float(np.median(times) * 1e3))
-    return min(medians)
+        interpreters[name] = interpreter
+    medians = {name: [] for name in flatbuffers}
+    for block in range(blocks):
+        for position, (name, interpreter) in enumerate(interpreters.items()):
+            if len(interpreters) > 1 and (block or position):  # others ran since its last call
+                for _ in range(warmup):
+                    interpreter.invoke()
+            times = []
+            start = time.perf_counter()
+            while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
+                t = time.perf_counter()
+                interpreter.invoke()
+                times.append(time.perf_counter() - t)
+            medians[name].append(float(np.median(times) * 1e3))
+        if verbose:
+            print(f"  round {block + 1}/{blocks} done", flush=True)
+    return medians
 
 
 def measure_points(table, probes, verbose=1, save=None):
@@ -151,20 +190,28 @@ def model_flatbuffer(model, precision):
     )
 
 
-def measure_model(model, num_threads, precision, runs=30, warmup=5):
-    """Measured ms of the whole model converted to TFLite (batch 1): the smallest of 3 block medians."""
-    data = model_flatbuffer(model, precision)
-    return time_flatbuffer(data, num_threads, min_runs=runs, min_seconds=0.3, warmup=warmup, blocks=3)
+def measure_models(models, num_threads, precision, runs=30, warmup=5, blocks=5):
+    """``{name: ms}``: whole Keras models converted to TFLite (batch 1), timed
+    round-robin (:func:`time_flatbuffers`); each the smallest of its block medians."""
+    files = {name: model_flatbuffer(model, precision) for name, model in models.items()}
+    blocks_ms = time_flatbuffers(files, num_threads, min_runs=runs, min_seconds=0.2, warmup=warmup, blocks=blocks)
+    return {name: min(v) for name, v in blocks_ms.items()}
 
 
 def measure_calibration(graph, num_threads, precision):
     """``(dense_ms, thin)``: the whole model's measured ms, and a uniformly thinned
     copy's (every free group × :data:`~tf_precrop.latency.cost.THIN`), the two
-    points that fix the per-model constant and scale."""
+    points that fix the per-model constant and scale.
+
+    The two models are timed round-robin in one run (:func:`measure_models`),
+    not one after the other: the constant and scale come from their ratio, and
+    a change of the machine's state between two separate timings would shift
+    it (a fraction target could then fall below the predicted minimum).
+    """
     from tf_precrop.latency.cost import THIN
     from tf_precrop.rebuild import rebuild
 
-    dense_ms = measure_model(graph.model, num_threads, precision)
     widths = graph.resolve_widths(THIN)
     thin_model = rebuild(graph.model, {k: w for k, w in widths.items() if w != graph[k].width}, graph=graph)
-    return dense_ms, {"widths": widths, "ms": measure_model(thin_model, num_threads, precision)}
+    ms = measure_models({"dense": graph.model, "thin": thin_model}, num_threads, precision)
+    return ms["dense"], {"widths": widths, "ms": ms["thin"]}
