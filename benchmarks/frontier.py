@@ -5,8 +5,8 @@ of one schedule (``--recipe cpu --epochs 20``, the 45,000-image training set;
 ``--model resnet20``) is loaded from its saved ``.keras`` file, converted to an
 fp32 TFLite flatbuffer (``tf_precrop.latency.measure.model_flatbuffer``) and
 timed in the LiteRT interpreter (XNNPACK, batch 1, ``--threads`` threads). All
-files are timed round-robin in one run (``round_robin`` of
-``benchmarks/latency_budget.py``: ``--rounds`` (20) passes of ``--runs`` (500) invokes each;
+files are timed round-robin in one run (``tf_precrop.latency.measure.time_flatbuffers``:
+``--rounds`` (20) passes of ``--runs`` (500) invokes each;
 a file's latency is its smallest round median), so a slow window of the machine
 hits every model alike. Identical flatbuffers are timed once.
 
@@ -354,21 +354,6 @@ def _short(value, _pos=None):
     return f"{value:g}"
 
 
-def _latency_budget():
-    """``benchmarks/latency_budget.py`` imported as a module (its ``round_robin``)."""
-    import importlib.util
-
-    if "latency_budget" in sys.modules:
-        return sys.modules["latency_budget"]
-    spec = importlib.util.spec_from_file_location(
-        "latency_budget", os.path.join(HERE, "latency_budget.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["latency_budget"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def measure(rows, threads, rounds, runs, root=ROOT):
     """Frontier rows (:data:`ROW_FIELDS`) of ``rows``, each saved model converted and timed.
 
@@ -378,7 +363,7 @@ def measure(rows, threads, rounds, runs, root=ROOT):
     import keras
 
     import tf_precrop  # noqa: F401  (registers the layers and constraints the files use)
-    from tf_precrop.latency.measure import model_flatbuffer
+    from tf_precrop.latency.measure import model_flatbuffer, time_flatbuffers
 
     by_path, files, digest_of = {}, {}, []
     for r in rows:
@@ -398,7 +383,10 @@ def measure(rows, threads, rounds, runs, root=ROOT):
         f"({threads} threads, {rounds} rounds of {runs} runs)",
         flush=True,
     )
-    measured, _ = _latency_budget().round_robin(files, threads, rounds, runs)
+    # Exactly `runs` calls per round, 5 warm-up calls before each; the smallest round median.
+    rounds_ms = time_flatbuffers(files, threads, min_runs=runs, min_seconds=0, warmup=5, blocks=rounds,
+                                 max_runs=runs, verbose=1)
+    measured = {digest: min(v) for digest, v in rounds_ms.items()}
     out = []
     for r, (digest, size) in zip(rows, digest_of, strict=True):
         row = {k: r.get(k) for k in ROW_FIELDS if k not in ("measured_ms", "tflite_bytes")}

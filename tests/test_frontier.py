@@ -205,3 +205,36 @@ def test_plot_writes_a_png_with_three_panels(tmp_path):
         "SynFlow masks (weight level)",
         "one seed (lines: means)",
     ]
+
+
+def test_measure_converts_each_file_and_times_identical_bytes_once(tmp_path):
+    import keras
+
+    import tf_precrop
+    from tf_precrop.latency.measure import model_flatbuffer
+
+    m = _script()
+
+    def tiny(filters):
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([
+            keras.Input((8, 8, 3)), keras.layers.Conv2D(filters, 3),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10),
+        ])
+
+    small, wide = tiny(4), tiny(32)
+    (tmp_path / "models").mkdir()
+    small.save(tmp_path / "models" / "a.keras")
+    small.save(tmp_path / "models" / "b.keras")  # the same weights: the same flatbuffer
+    wide.save(tmp_path / "models" / "c.keras")
+    rows = [
+        _row("uniform_width", "macs", 10.0, s, 0.7, tf_precrop.profile(model).params, 1, saved_model=f"models/{f}.keras")
+        for s, (f, model) in enumerate([("a", small), ("b", small), ("c", wide)])
+    ]
+    out = m.measure(rows, threads=1, rounds=2, runs=3, root=tmp_path)
+    assert [r["seed"] for r in out] == [0, 1, 2] and [tuple(r) for r in out] == [m.ROW_FIELDS] * 3
+    loaded = [keras.saving.load_model(tmp_path / "models" / f"{f}.keras") for f in "abc"]
+    assert [r["tflite_bytes"] for r in out] == [len(model_flatbuffer(x, "fp32")) for x in loaded]
+    assert out[0]["tflite_bytes"] < out[2]["tflite_bytes"]
+    assert out[0]["measured_ms"] == out[1]["measured_ms"] > 0  # timed once, for both rows
+    assert out[2]["measured_ms"] > 0
