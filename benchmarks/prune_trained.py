@@ -211,23 +211,57 @@ def dense_info(path, dense_epochs=None):
 
 
 # ----------------------------------------------------------------------- rows
-def step_fractions(target, steps):
-    """Cumulative fractions of the dense cost after each of ``steps`` steps: ``target ** (i / steps)``.
+class FineTuneSteps:
+    """The ``fine_tune`` of :func:`tf_precrop.prune_iteratively` here: after each prune,
+    evaluate, re-estimate BN statistics, fine-tune (this step's share of
+    ``--finetune-epochs``) and evaluate again, recording one ``history`` entry."""
 
-    >>> [round(f, 4) for f in step_fractions(0.25, 2)]
-    [0.5, 0.25]
-    """
-    return [float(target) ** ((i + 1) / steps) for i in range(steps)]
+    def __init__(self, args, seed, target, importance, dense_macs, train, val, x_recal):
+        from tf_precrop.prune.iterative import split_epochs, step_fractions
 
+        self.args, self.seed, self.importance, self.dense_macs = args, seed, importance, dense_macs
+        self.train, self.val, self.x_recal = train, val, x_recal
+        self.epochs = split_epochs(args.finetune_epochs, args.steps)
+        self.fractions = step_fractions(target, args.steps)
+        self.history, self.last_fit, self.seconds, self.recalibration_seconds = [], None, 0.0, None
 
-def split_epochs(epochs, steps):
-    """``epochs`` split over ``steps`` as evenly as possible, the remainder on the last steps.
+    def __call__(self, pruned, step):
+        import keras
 
-    >>> split_epochs(5, 2)
-    [2, 3]
-    """
-    base, extra = divmod(epochs, steps)
-    return [base + (1 if i >= steps - extra else 0) for i in range(steps)]
+        import tf_precrop
+        from tf_precrop import training
+        from tf_precrop._outputs import outputs_probabilities
+
+        t_step = time.perf_counter()
+        keras.utils.set_random_seed(self.seed)
+        x_val, y_val = self.val
+        pruned_acc = training.evaluate(pruned, x_val, y_val)
+        recal_acc = None
+        if len(self.x_recal):
+            t_recal = time.perf_counter()
+            tf_precrop.recalibrate_batchnorm(pruned, self.x_recal, batch_size=128)
+            self.recalibration_seconds = time.perf_counter() - t_recal
+            recal_acc = training.evaluate(pruned, x_val, y_val)
+        config = finetune_config(self.args, self.seed, self.epochs[step - 1])
+        self.last_fit = None
+        if config is not None:
+            self.last_fit = training.train(pruned, self.train, self.val, config=config, checkpoint=False,
+                                           verbose=0)
+            pruned = self.last_fit.model
+            if self.importance == "taylor" and step < self.args.steps:
+                # The fine-tuned model carries the training loss; the next step scores the plain one.
+                pruned.compile(loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=not outputs_probabilities(pruned)))
+        ft_acc = None if self.last_fit is None else training.evaluate(pruned, x_val, y_val)
+        self.history.append(dict(
+            target=self.fractions[step - 1], macs_ratio=tf_precrop.profile(pruned).macs / self.dense_macs,
+            pruned_val_accuracy=pruned_acc, recalibrated_val_accuracy=recal_acc,
+            finetune_epochs=self.epochs[step - 1], finetuned_val_accuracy=ft_acc,
+            finetune_seconds=None if self.last_fit is None else self.last_fit.seconds,
+        ))
+        print(f"  step {step}/{self.args.steps}: {json.dumps(self.history[-1])}", flush=True)
+        self.seconds += time.perf_counter() - t_step
+        return pruned
 
 
 def finetune_config(args, seed, epochs=None):
@@ -404,47 +438,24 @@ def main(argv=None):
         x_verify = x_val[:NUM_VERIFY].astype("float32")
         print(f"seed {seed}: {path} ({info.get('epochs')} epochs), val accuracy {dense_acc:.4f}",
               flush=True)
-        cost = args.budget  # "macs" or "params", as tf_precrop.profile names them
         for row in todo:
             t_start = time.perf_counter()
-            current, history, prune_s, ft = dense, [], 0.0, None
-            for frac, epochs in zip(step_fractions(row["target"], args.steps),
-                                    split_epochs(args.finetune_epochs, args.steps), strict=True):
-                if history and row["importance"] == "taylor":
-                    # A fine-tuned model carries the training loss; score the plain one.
-                    current.compile(loss=keras.losses.SparseCategoricalCrossentropy(
-                        from_logits=not outputs_probabilities(current)))
-                relative = frac * getattr(dense_profile, cost) / getattr(tf_precrop.profile(current), cost)
-                keras.utils.set_random_seed(seed)
-                t_prune = time.perf_counter()
-                pruned = tf_precrop.prune(
-                    current, min(relative, 1.0), budget=args.budget, importance=row["importance"],
-                    data=taylor_data if row["importance"] == "taylor" else None,
-                    widths_from=row["widths_from"], seed=seed,
-                )
-                prune_s += time.perf_counter() - t_prune
-                pruned_acc = training.evaluate(pruned, x_val, y_val)
-                recal_acc, recal_s = None, None
-                if len(x_recal):
-                    t_recal = time.perf_counter()
-                    tf_precrop.recalibrate_batchnorm(pruned, x_recal, batch_size=128)
-                    recal_s = time.perf_counter() - t_recal
-                    recal_acc = training.evaluate(pruned, x_val, y_val)
-                step_config = finetune_config(args, seed, epochs)
-                ft = None
-                if step_config is not None:
-                    ft = training.train(pruned, (x_tr, y_tr), (x_val, y_val), config=step_config,
-                                        checkpoint=False, verbose=0)
-                    pruned = ft.model
-                ft_acc = None if ft is None else training.evaluate(pruned, x_val, y_val)
-                history.append(dict(
-                    target=frac, macs_ratio=tf_precrop.profile(pruned).macs / dense_profile.macs,
-                    pruned_val_accuracy=pruned_acc, recalibrated_val_accuracy=recal_acc,
-                    finetune_epochs=epochs, finetuned_val_accuracy=ft_acc,
-                    finetune_seconds=None if ft is None else ft.seconds,
-                ))
-                print(f"  step {len(history)}/{args.steps}: {json.dumps(history[-1])}", flush=True)
-                current = pruned
+            steps = FineTuneSteps(args, seed, row["target"], row["importance"], dense_profile.macs,
+                                  (x_tr, y_tr), (x_val, y_val), x_recal)
+            t_prune = time.perf_counter()
+            pruned = tf_precrop.prune_iteratively(
+                dense, row["target"], args.steps, steps, budget=args.budget,
+                importance=row["importance"], data=taylor_data if row["importance"] == "taylor" else None,
+                widths_from=row["widths_from"], seed=seed,
+            )
+            # What prune() took: the whole loop less the steps' evaluation, BN re-estimation and training.
+            prune_s = time.perf_counter() - t_prune - steps.seconds
+            history, ft = steps.history, steps.last_fit
+            last = history[-1]
+            pruned_acc, recal_acc, ft_acc = (
+                last["pruned_val_accuracy"], last["recalibrated_val_accuracy"], last["finetuned_val_accuracy"]
+            )
+            recal_s = steps.recalibration_seconds
             prof = tf_precrop.profile(pruned)
             widths = tf_precrop.channel_groups(pruned).widths()
             row.update(

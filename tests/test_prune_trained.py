@@ -41,21 +41,6 @@ def test_row_key_separates_runs_that_differ():
     assert m.row_key(_row(steps=1)) == key  # rows from before --steps are one-shot
 
 
-@pytest.mark.parametrize("target,steps", [(0.2, 1), (0.2, 2), (0.5, 3), (0.1, 4)])
-def test_step_fractions_multiply_to_the_target_in_equal_ratios(target, steps):
-    m = _script()
-    fractions = m.step_fractions(target, steps)
-    assert len(fractions) == steps and fractions[-1] == pytest.approx(target)
-    ratios = [b / a for a, b in zip([1.0] + fractions, fractions, strict=False)]
-    assert ratios == pytest.approx([ratios[0]] * steps)  # each step keeps the same share
-
-
-@pytest.mark.parametrize("epochs,steps,expected", [(5, 1, [5]), (5, 2, [2, 3]), (6, 3, [2, 2, 2]),
-                                                   (7, 3, [2, 2, 3]), (3, 3, [1, 1, 1])])
-def test_split_epochs_keeps_the_total(epochs, steps, expected):
-    assert _script().split_epochs(epochs, steps) == expected
-
-
 def test_steps_need_one_fine_tune_epoch_each():
     m = _script()
     with pytest.raises(SystemExit):

@@ -31,7 +31,7 @@ from tf_precrop.graph import (
 )
 from tf_precrop.plan import METHODS, Plan, crop, plan
 from tf_precrop.profile import Profile, profile
-from tf_precrop.prune import prune, recalibrate_batchnorm
+from tf_precrop.prune import prune, prune_iteratively, recalibrate_batchnorm
 from tf_precrop.rebuild import rebuild
 
 __version__ = "0.1.0"
@@ -172,6 +172,7 @@ __all__ = [
     "plan",
     "profile",
     "prune",
+    "prune_iteratively",
     "rebuild",
     "recalibrate_batchnorm",
     "register_rule",

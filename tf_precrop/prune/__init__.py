@@ -8,11 +8,15 @@ importance), :mod:`~tf_precrop.prune.slicing` (copies the kept weights),
 :mod:`~tf_precrop.prune.api` (:func:`prune`), :mod:`~tf_precrop.prune.cli`
 (the ``tf-precrop prune`` command) and :mod:`~tf_precrop.prune.report` (its
 JSON report and summary), :mod:`~tf_precrop.prune.batchnorm`
-(:func:`recalibrate_batchnorm`: BatchNormalization statistics measured again).
+(:func:`recalibrate_batchnorm`: BatchNormalization statistics measured again),
+:mod:`~tf_precrop.prune.iterative` (:func:`prune_iteratively`: several prune →
+fine-tune steps).
 """
 
 from tf_precrop.prune.api import DEFAULT_WIDTHS_FROM, WIDTHS_FROM, prune
 from tf_precrop.prune.batchnorm import recalibrate_batchnorm
 from tf_precrop.prune.importance import CRITERIA, DEFAULT_IMPORTANCE
+from tf_precrop.prune.iterative import prune_iteratively
 
-__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "DEFAULT_WIDTHS_FROM", "WIDTHS_FROM", "prune", "recalibrate_batchnorm"]
+__all__ = ["CRITERIA", "DEFAULT_IMPORTANCE", "DEFAULT_WIDTHS_FROM", "WIDTHS_FROM", "prune", "prune_iteratively",
+           "recalibrate_batchnorm"]
