@@ -488,3 +488,24 @@ def test_benchmark_of_missing_or_corrupt_files_raises(tmp_path):
 def test_benchmark_rejects_nonpositive_runs(fp32_file):
     with pytest.raises(ValueError, match="Received: runs=0"):
         benchmark_tflite(fp32_file, runs=0)
+
+
+def test_export_tolerance_is_forwarded_to_the_verifier(keras3_model, tmp_path):
+    path = tmp_path / "half.tflite"
+    measured = export_tflite(keras3_model, path, quantize="float16").relative_error
+    assert 0.0 < measured < TOLERANCES["float16"]
+    before = path.read_bytes()
+    with pytest.raises(ExportError, match="relative error"):
+        export_tflite(keras3_model, path, quantize="float16", tolerance=measured / 2)
+    assert path.read_bytes() == before  # the failed export left the file as it was
+    loose = export_tflite(keras3_model, path, quantize="float16", tolerance=measured * 2)
+    assert loose.relative_error == pytest.approx(measured, rel=1e-6)
+
+
+def test_a_loose_tolerance_keeps_the_int8_top1_gate():
+    rng = np.random.default_rng(1)
+    e, top = _logits(rng, 100, 10, margin=0.06)
+    g = e.copy()
+    g[np.arange(6), top[:6]] -= 0.09
+    with pytest.raises(ExportError, match="decisive samples"):
+        verify_module._compare("f", "int8", [e], [g], 10.0, strict=True)

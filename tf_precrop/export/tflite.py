@@ -107,6 +107,7 @@ def export_tflite(
     num_verify_samples=64,
     num_calibration_samples=256,
     verification_data=None,
+    tolerance=None,
 ):
     """Converts a Keras model to a ``.tflite`` file, verified and written atomically.
 
@@ -141,6 +142,12 @@ def export_tflite(
         verification_data: Inputs to verify on instead of the first samples of
             ``representative_data`` (same kinds). Pass held-back samples so
             that an int8 file is not checked on the data it was calibrated on.
+        tolerance: Largest allowed ``relative_error``; ``None`` (default)
+            uses ``TOLERANCES[quantize]`` (0.1 for int8). The error is the
+            worst sample's, so a barely trained network, whose logits spread
+            wide, can exceed 0.1 with every decisive top-1 intact (the int8
+            top-1 gate still applies). Raise it only knowingly, for such a
+            network; never lower the top-1 gate this way.
 
     Returns:
         A :class:`TFLiteExport`.
@@ -211,7 +218,12 @@ def export_tflite(
                 )
             try:
                 report = verify_tflite(
-                    tmp, model, inputs, quantize=quantize, num_samples=num_verify_samples
+                    tmp,
+                    model,
+                    inputs,
+                    quantize=quantize,
+                    num_samples=num_verify_samples,
+                    tolerance=tolerance,
                 )
             except ExportError as e:
                 raise type(e)(
