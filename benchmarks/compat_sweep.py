@@ -88,15 +88,18 @@ def exists(name, line):
     return hasattr(get_line(line).keras.applications, name)
 
 
-def build(name, line):
-    """``name`` from ``line``'s applications, weights=None, 10 classes, smallest input."""
+def build(name, line, **kwargs):
+    """``name`` from ``line``'s applications, weights=None, 10 classes, smallest input.
+
+    ``kwargs`` go to the builder as well (e.g. ``classifier_activation=None``).
+    """
     from tf_precrop.backend import get_line
 
     size = MODELS[name][1]
     keras = get_line(line).keras
     keras.utils.set_random_seed(0)  # the initial weights matter to SynFlow
     fn = getattr(keras.applications, name)
-    return fn(weights=None, classes=10, input_shape=(size, size, 3))
+    return fn(weights=None, classes=10, input_shape=(size, size, 3), **kwargs)
 
 
 def _snapshot(model):

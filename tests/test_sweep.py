@@ -74,3 +74,64 @@ def test_application_crops_to_half_and_exports(name, line):
         assert crop["params_before"] == record["params"]
     assert crops["synexp"]["tflite_bytes"] > 0
     assert "tflite_bytes" not in crops.get("synflow", {})
+
+
+# ---------------------------------------------------------------- prune sweep
+prune_sweep = builders.benchmark_script("prune_sweep")
+
+#: The CI subset of ``benchmarks/prune_sweep.py`` (docs/compatibility.md has all):
+#: plain chain, inverted residual with depthwise, residual bottleneck, dense
+#: concatenation, SE gates, and grouped convs in tf_keras.
+PRUNE_CASES = [
+    ("VGG16", "keras3"),
+    ("MobileNetV2", "keras3"),
+    ("ResNet50", "keras3"),
+    ("DenseNet121", "keras3"),
+    ("EfficientNetB0", "keras3"),
+    ("RegNetX002", "tf_keras"),
+]
+
+
+def _hand_macs(model):
+    """Conv, depthwise-conv and dense MACs read off the built layers (kernel size × output positions)."""
+    import numpy as np
+
+    from tf_precrop.saliency.base import iter_layers
+
+    total = 0
+    for _, layer in iter_layers(model):
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "DepthwiseConv2D"):
+            h, w = layer.output.shape[1:3]
+            total += int(np.prod(layer.kernel.shape)) * h * w
+        elif kind == "Dense":
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+@pytest.mark.parametrize("name, line", PRUNE_CASES, ids=[f"{n}-{line}" for n, line in PRUNE_CASES])
+def test_prune_to_half_the_macs_keeps_weights_and_exports_a_verified_tflite(name, line):
+    models = {}
+    record = prune_sweep.check_model(name, line, models=models)
+    assert record["status"] == "ok", {k: record.get(k) for k in ("status", "error", "problems")}
+    assert record["original_untouched"]
+    # The budget, counted by hand from the layers' kernels and output shapes.
+    before, after = _hand_macs(models["input"]), _hand_macs(models["pruned"])
+    assert (before, after) == (record["macs_before"], record["macs_after"])
+    assert abs(after / before - 0.5) <= 0.005
+    assert models["pruned"].count_params() < models["input"].count_params()
+    # Kept filters of the first conv are the trained ones; the logits verify in LiteRT.
+    assert record["weights_copied"].endswith("filters copied"), record["weights_copied"]
+    assert record["tflite_bytes"] > 0 and record["tflite_top1_agreement"] == 1.0
+    assert record["tflite_relative_error"] <= 1e-4
+
+
+def test_prune_sweep_flags_a_silent_budget_miss(monkeypatch):
+    # A prune() that lands far from the budget without a BudgetWarning is a FAIL.
+    import tf_precrop
+
+    real = tf_precrop.prune
+    monkeypatch.setattr(tf_precrop, "prune", lambda model, target, **kw: real(model, widths=0.9))
+    record = prune_sweep.check_model("VGG16", "keras3", export=False)
+    assert record["status"] == "FAIL"
+    assert any("no BudgetWarning" in p for p in record["problems"]), record["problems"]
