@@ -21,24 +21,31 @@ run() { PYTHONPATH="$CODE" python "$CODE/benchmarks/cifar_accuracy.py" --recipe 
           --train-size 45000 --save-dir benchmarks/results/models "$@"; }
 # The headline cells first, seed by seed: uniform width and PreCrop (SynExp) at 10x
 # fewer MACs, and (issue #12) PreCrop at the measured LiteRT latency of that
-# uniform-width model. Then the remaining cells.
+# uniform-width model. Then the other cells, in the order that answers the open
+# questions soonest: the 20x-MACs pairs for seeds 0 and 1, the second paired seed of
+# the granularity question (PreCrop vs SynFlow masks at 10x params), the third
+# 20x-MACs seed, the masks at 20x params, then ShuffleNetV2.
 headline() {
   run --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 10 --seeds "$1"
   run --model resnet20 --variants precrop_latency --budgets macs --compress 10 --seeds "$1"
 }
-rest() {
-  local s=$1 dense=$2 masked=$3
-  if [ "$dense" = 1 ]; then run --model resnet20 --variants dense --seeds "$s"; fi
-  run --model resnet20 --variants precrop_synexp --budgets params --compress 10 --seeds "$s"
-  run --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 20 --seeds "$s"
-  if [ "$masked" = 1 ]; then
-    run --model resnet20 --variants synflow_masked --budgets params --compress 10 20 --seeds "$s"
-  fi
-}
+dense() { run --model resnet20 --variants dense --seeds "$1"; }
+macs20() { run --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 20 --seeds "$1"; }
+params10() { run --model resnet20 --variants precrop_synexp --budgets params --compress 10 --seeds "$1"; }
+masked() { run --model resnet20 --variants synflow_masked --budgets params --compress "$1" --seeds "$2"; }
 headline 0
 headline 1
 headline 2
-rest 0 1 1
-rest 1 1 1
-rest 2 0 0
+dense 0
+dense 1
+params10 0
+masked 10 0
+macs20 0
+macs20 1
+params10 1
+masked 10 1
+macs20 2
+masked 20 0
+masked 20 1
+params10 2
 run --model shufflenet_v2 --variants uniform_width precrop_synexp --budgets macs --compress 2 --seeds 0 1
