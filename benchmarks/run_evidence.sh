@@ -49,3 +49,8 @@ masked 20 0
 masked 20 1
 params10 2
 run --model shufflenet_v2 --variants uniform_width precrop_synexp --budgets macs --compress 2 --seeds 0 1
+# Issue #11, item 5: the masks beat PreCrop at 10x params on both seeds. The direct test
+# of "what matters is the layer-wise density": crop channels to SynFlow's own layer
+# densities (the masks' profile) at the same params budget. If these still trail the
+# masks, the gap is the granularity, not the densities.
+run --model resnet20 --variants precrop_synflow --budgets params --compress 10 --seeds 0 1
