@@ -734,8 +734,6 @@ def prune_trained():
     cells += [
         code(
             """
-            import numpy as np
-
             import tf_precrop
             from tf_precrop.data import load_cifar10, train_val_split
             from tf_precrop.models import resnet20
