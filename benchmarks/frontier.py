@@ -64,6 +64,7 @@ LABELS = {
     "precrop_synexp_macs": "PreCrop (SynExp, MACs budget)",
     "precrop_synexp_params": "PreCrop (SynExp, params budget)",
     "precrop_latency": "PreCrop (latency budget)",
+    "precrop_synflow": "PreCrop (SynFlow densities, params budget)",
     "synflow_masked": "SynFlow masks (weight level)",
 }
 COLORS = {
@@ -72,6 +73,7 @@ COLORS = {
     "precrop_synexp_macs": "#08519c",
     "precrop_synexp_params": "#6baed6",
     "precrop_latency": "#e6550d",
+    "precrop_synflow": "#74c476",
     "synflow_masked": "#31a354",
 }
 MARKERS = {
@@ -80,6 +82,7 @@ MARKERS = {
     "precrop_synexp_macs": "o",
     "precrop_synexp_params": "D",
     "precrop_latency": "^",
+    "precrop_synflow": "v",
     "synflow_masked": "o",
 }
 #: The x of each panel: (row key, axis label, log scale).

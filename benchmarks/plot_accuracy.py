@@ -88,7 +88,14 @@ PAIRS = (
     ("precrop_synexp", "macs", 20.0, "synflow_masked", "params"),  # the issue's 20x cells
     # Issue #12: PreCrop at the measured LiteRT latency of the 10x-MACs uniform model.
     ("precrop_latency", "macs", 10.0, "uniform_width", "macs"),
+    # Issue #11, item 5: channels cropped to SynFlow's own layer densities against the masks
+    # at the same params budget (granularity alone).
+    ("precrop_synflow", "params", 10.0, "synflow_masked", "params"),
+    ("precrop_synflow", "params", 20.0, "synflow_masked", "params"),
 )
+
+#: How the PreCrop side of a pair is named in the paired table.
+PAIR_NAMES = {"precrop_latency": "PreCrop (latency)", "precrop_synflow": "PreCrop fitted to SynFlow"}
 
 
 def paired_table(runs, model="resnet20"):
@@ -112,9 +119,10 @@ def paired_table(runs, model="resnet20"):
                  for s in seeds]
         per_seed = " / ".join(f"{d:+.1f} (s{s})" for d, s in zip(diffs, seeds, strict=True))
         ahead = sum(d > 0 for d in diffs)
-        what = "latency" if variant == "precrop_latency" else budget
+        name = PAIR_NAMES.get(variant, "PreCrop")
+        name = name if variant == "precrop_latency" else f"{name} ({budget})"
         lines.append(
-            f"| PreCrop ({what}) − {LABELS[base]} ({base_budget}) | {compress:g}× | {per_seed} "
+            f"| {name} − {LABELS[base]} ({base_budget}) | {compress:g}× | {per_seed} "
             f"| {statistics.mean(diffs):+.1f} | {ahead} of {len(diffs)} |"
         )
     return "\n".join(lines)
