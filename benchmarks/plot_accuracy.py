@@ -94,8 +94,8 @@ PAIRS = (
     ("precrop_synflow", "params", 20.0, "synflow_masked", "params"),
 )
 
-#: How the PreCrop side of a pair is named in the paired table.
-PAIR_NAMES = {"precrop_latency": "PreCrop (latency)", "precrop_synflow": "PreCrop fitted to SynFlow"}
+#: How the PreCrop side of a pair is named in the paired table (default "PreCrop ({budget})").
+PAIR_NAMES = {"precrop_latency": "PreCrop (latency)", "precrop_synflow": "PreCrop fitted to SynFlow ({budget})"}
 
 
 def paired_table(runs, model="resnet20"):
@@ -119,8 +119,7 @@ def paired_table(runs, model="resnet20"):
                  for s in seeds]
         per_seed = " / ".join(f"{d:+.1f} (s{s})" for d, s in zip(diffs, seeds, strict=True))
         ahead = sum(d > 0 for d in diffs)
-        name = PAIR_NAMES.get(variant, "PreCrop")
-        name = name if variant == "precrop_latency" else f"{name} ({budget})"
+        name = PAIR_NAMES.get(variant, "PreCrop ({budget})").format(budget=budget)
         lines.append(
             f"| {name} − {LABELS[base]} ({base_budget}) | {compress:g}× | {per_seed} "
             f"| {statistics.mean(diffs):+.1f} | {ahead} of {len(diffs)} |"
