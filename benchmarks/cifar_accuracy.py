@@ -45,7 +45,21 @@ Example (one of the runs behind docs/results.md, which lists them all)::
 
 Runs are appended to ``--out`` and skipped when already there (keyed by model,
 variant, budget, compression, seed, epochs and training-set size), so an
-interrupted sweep resumes. With ``--save-dir`` every trained model is saved as
+interrupted sweep resumes. A run killed midway resumes after its last finished
+epoch: every epoch's weights and optimizer state go to
+``--backup-dir/<model file name without .keras>/`` (``train(backup_dir=...)``),
+and the rerun starts from there on exactly the batches the uninterrupted run
+would have seen. Its row records ``resumed_after_epoch``, and its
+``train_seconds`` and ``images_per_sec`` cover the resumed part only.
+
+The training data's order (``--data-order``, recorded as ``data_order``):
+``stream`` (the default) is ``train``'s own pipeline,
+``tf_precrop.data.cifar10_stream``, where each batch depends only on the seed and
+its step (what makes the resume exact); ``iterator`` passes a ready
+``tf_precrop.data.cifar10_dataset`` (reshuffled whenever Keras opens an
+iterator), the pipeline of every row without a ``data_order`` key. A paired
+comparison needs the same order on both sides, so a cell that pairs with such a
+row runs with ``--data-order iterator`` (which cannot resume midway). With ``--save-dir`` every trained model is saved as
 ``<model>_<variant>_<budget><ratio>x_seed<seed>.keras`` (dense:
 ``<model>_dense_seed<seed>.keras``), without optimizer state, next to a
 ``manifest.json`` that lists each file with its SHA-256 and recorded numbers.
@@ -160,6 +174,15 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=100, help="SynFlow rounds")
     parser.add_argument("--data", default="auto")
     parser.add_argument("--save-dir", default=None, help="save each trained model (.keras) here")
+    parser.add_argument(
+        "--data-order", default="stream", choices=["stream", "iterator"],
+        help="stream: train's per-step pipeline (resumable midway); iterator: a ready "
+        "cifar10_dataset, the pipeline of the rows without a data_order key",
+    )
+    parser.add_argument(
+        "--backup-dir", default="benchmarks/results/backup",
+        help="per-epoch state of the running run (--data-order stream), removed when it finishes",
+    )
     parser.add_argument("--out", default="benchmarks/results/cifar_accuracy.json")
     args = parser.parse_args(argv)
 
@@ -218,15 +241,26 @@ def main(argv=None):
                         from tf_precrop.baselines import mask_density
 
                         nonzero = mask_density(model)
+                    run_config = config.replace(seed=seed)
+                    stem = model_file_name(_row_names(key))[: -len(".keras")]
+                    if args.data_order == "stream":
+                        train_data = (x_tr, y_tr)
+                        backup_dir = os.path.join(args.backup_dir, stem)
+                    else:
+                        train_data = data.cifar10_dataset(
+                            x_tr, y_tr, batch_size=run_config.batch_size,
+                            augment=run_config.augment, normalize=run_config.normalize, seed=seed,
+                        )
+                        backup_dir = None
                     result = training.train(
-                        model, (x_tr, y_tr), (x_val, y_val), config=config.replace(seed=seed),
-                        checkpoint=False, verbose=0,
+                        model, train_data, (x_val, y_val), config=run_config,
+                        checkpoint=False, verbose=0, backup_dir=backup_dir,
                     )
                     acc = training.evaluate(result.model, x_val, y_val)
                     row = dict(
                         model=args.model, variant=variant, budget=key[2], compress=key[3], seed=seed,
                         epochs=args.epochs, train_size=len(x_tr), recipe=args.recipe,
-                        config=config.replace(seed=seed).to_dict(),
+                        config=run_config.to_dict(), data_order=args.data_order,
                         val_accuracy=acc, best_val_accuracy=result.best_val_accuracy,
                         params=prof.params, macs=prof.macs,
                         params_ratio=prof.params / dense_profile.params,
@@ -239,6 +273,8 @@ def main(argv=None):
                         command=" ".join(["python"] + sys.argv),
                         **info,
                     )
+                    if result.initial_epoch:
+                        row["resumed_after_epoch"] = result.initial_epoch
                     if args.save_dir:
                         row["saved_model"] = save_for_eval(result.model, args.save_dir, row)
                     results.append(row)
@@ -258,6 +294,13 @@ def _key(row):
         row["model"], row["variant"], row["budget"], row["compress"], row["seed"],
         row["epochs"], row["train_size"], row.get("recipe", "short"),
     )
+
+
+def _row_names(key):
+    """The fields of a run's key that name its files."""
+    model, variant, budget, compress, seed, epochs, _, recipe = key
+    return dict(model=model, variant=variant, budget=budget, compress=compress, seed=seed,
+                epochs=epochs, recipe=recipe)
 
 
 def model_file_name(row):

@@ -3,7 +3,10 @@
 # time, in priority order: the headline ResNet-20 cells for seeds 0, 1, 2 first, then
 # the other ResNet-20 cells, then ShuffleNetV2. Every finished run appends its row to
 # benchmarks/results/cifar_accuracy.json and saves its model; a rerun skips what is
-# done, so a killed sweep resumes where it stopped (a run killed midway restarts).
+# done, so a killed sweep resumes where it stopped. A run killed midway resumes after
+# its last finished epoch (benchmarks/results/backup/), except the ones that pair
+# with the ResNet-20 rows trained before the resumable pipeline: those run with
+# --data-order iterator (that pipeline's data order) and restart.
 #
 #   nohup bash benchmarks/run_evidence.sh > evidence.log 2>&1 &
 #
@@ -19,6 +22,8 @@ if [ -n "${WAIT_PID:-}" ]; then
 fi
 run() { PYTHONPATH="$CODE" python "$CODE/benchmarks/cifar_accuracy.py" --recipe cpu \
           --train-size 45000 --save-dir benchmarks/results/models "$@"; }
+# The ResNet-20 cells all pair with rows trained on cifar10_dataset's order.
+resnet() { run --data-order iterator "$@"; }
 # The headline cells first, seed by seed: uniform width and PreCrop (SynExp) at 10x
 # fewer MACs, and (issue #12) PreCrop at the measured LiteRT latency of that
 # uniform-width model. Then the other cells, in the order that answers the open
@@ -27,13 +32,13 @@ run() { PYTHONPATH="$CODE" python "$CODE/benchmarks/cifar_accuracy.py" --recipe 
 # 20x-MACs seed, the third params seed, the masks at 20x params, the mask-gap test,
 # then ShuffleNetV2.
 headline() {
-  run --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 10 --seeds "$1"
-  run --model resnet20 --variants precrop_latency --budgets macs --compress 10 --seeds "$1"
+  resnet --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 10 --seeds "$1"
+  resnet --model resnet20 --variants precrop_latency --budgets macs --compress 10 --seeds "$1"
 }
-dense() { run --model resnet20 --variants dense --seeds "$1"; }
-macs20() { run --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 20 --seeds "$1"; }
-params10() { run --model resnet20 --variants precrop_synexp --budgets params --compress 10 --seeds "$1"; }
-masked() { run --model resnet20 --variants synflow_masked --budgets params --compress "$1" --seeds "$2"; }
+dense() { resnet --model resnet20 --variants dense --seeds "$1"; }
+macs20() { resnet --model resnet20 --variants uniform_width precrop_synexp --budgets macs --compress 20 --seeds "$1"; }
+params10() { resnet --model resnet20 --variants precrop_synexp --budgets params --compress 10 --seeds "$1"; }
+masked() { resnet --model resnet20 --variants synflow_masked --budgets params --compress "$1" --seeds "$2"; }
 headline 0
 headline 1
 headline 2
@@ -53,6 +58,7 @@ masked 20 1
 # of "what matters is the layer-wise density": crop channels to SynFlow's own layer
 # densities (the masks' profile) at the same params budget. If these still trail the
 # masks, the gap is the granularity, not the densities.
-run --model resnet20 --variants precrop_synflow --budgets params --compress 10 --seeds 0 1
-# ShuffleNetV2 last: about 100 min a run here (150 img/s at 2x MACs, 75 dense).
+resnet --model resnet20 --variants precrop_synflow --budgets params --compress 10 --seeds 0 1
+# ShuffleNetV2 last: about 100 min a run here (150 img/s at 2x MACs, 75 dense), on the
+# resumable stream (its four runs pair with each other only).
 run --model shufflenet_v2 --variants uniform_width precrop_synexp --budgets macs --compress 2 --seeds 0 1

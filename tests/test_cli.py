@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 
 import builders
@@ -568,3 +569,32 @@ def test_latency_verb_measures_a_table_and_extends_it(tmp_path):
     )
     assert_one_line_error(refused, "tables/t.json", "fp32", "int8")
     assert not (tmp_path / "t8.json").exists()
+
+
+@pytest.mark.slow
+def test_train_killed_midway_resumes_when_the_same_command_runs_again(tmp_path):
+    """A real SIGKILL after the first finished epoch; the rerun carries on from its backup."""
+    args = ["train", "resnet20", "--target", "0.5", "--epochs", "4", "--batch-size", "50",
+            "--data", "sample", "--out", "run"]
+    state = tmp_path / "run" / "backup" / "state.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tf_precrop.cli", *args], cwd=tmp_path, env=_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert state.exists(), "no epoch finished before the deadline"
+    finally:
+        proc.kill()
+        proc.wait()
+    done = json.loads(state.read_text())["epoch"]
+    assert 1 <= done < 4
+
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resumed_after={done}" in result.stdout
+    rows = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert not (tmp_path / "run" / "backup").exists()

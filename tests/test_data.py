@@ -21,6 +21,7 @@ from tf_precrop import data
 from tf_precrop.data import (
     CIFAR10_CLASSES,
     cifar10_dataset,
+    cifar10_stream,
     load_cifar10,
     train_val_split,
 )
@@ -438,3 +439,62 @@ def test_pipeline_rejects_mismatched_inputs():
         cifar10_dataset(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(3, int))
     with pytest.raises(ValueError, match="pad_mode"):
         cifar10_dataset(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int), pad_mode="edge")
+
+
+# --------------------------------------------------------------- the stream
+def _labelled(n):
+    """Images whose label is their index, so every batch tells which images it holds."""
+    x = np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return x, np.arange(n)
+
+
+def test_stream_visits_every_image_once_per_pass_in_a_new_order_each_pass():
+    x, y = _labelled(100)  # batch 32: 3 batches (96 images) per pass, 4 dropped
+    batches = list(cifar10_stream(x, y, batch_size=32, steps=9, augment=False, seed=0))
+    assert [len(lab) for _, lab in batches] == [32] * 9
+    passes = [np.concatenate([lab.numpy() for _, lab in batches[i : i + 3]]) for i in (0, 3, 6)]
+    for seen in passes:
+        assert len(set(seen.tolist())) == 96
+    assert not np.array_equal(passes[0], passes[1]) and not np.array_equal(passes[1], passes[2])
+    for images, labels in batches:  # without augmentation a batch is the indexed images
+        np.testing.assert_array_equal(images.numpy(), x[labels.numpy()].astype(np.float32))
+
+
+@pytest.mark.parametrize("start", [0, 3, 4, 8])
+def test_stream_started_at_a_step_yields_the_rest_of_the_whole_stream(start):
+    x, y = _labelled(100)
+    whole = list(cifar10_stream(x, y, batch_size=32, steps=9, seed=4))
+    tail = list(cifar10_stream(x, y, batch_size=32, steps=9, start=start, seed=4))
+    assert len(tail) == 9 - start
+    for (a, la), (b, lb) in zip(whole[start:], tail, strict=True):
+        np.testing.assert_array_equal(la, lb)
+        np.testing.assert_array_equal(a, b)  # the same crops and flips too
+
+
+def test_stream_augments_with_crops_and_flips_and_depends_on_the_seed():
+    x, y = _labelled(64)
+    images, labels = next(iter(cifar10_stream(x, y, batch_size=32, steps=1, seed=2)))
+    plain = x[labels.numpy()].astype(np.float32)
+    assert np.any(images.numpy() != plain, axis=(1, 2, 3)).sum() >= 16
+    assert _originals(images.numpy(), x, 4, "constant").all()
+    again = next(iter(cifar10_stream(x, y, batch_size=32, steps=1, seed=2)))[1]
+    other = next(iter(cifar10_stream(x, y, batch_size=32, steps=1, seed=3)))[1]
+    np.testing.assert_array_equal(labels, again)
+    assert not np.array_equal(labels, other)
+
+
+def test_stream_with_fewer_images_than_a_batch_yields_them_all_every_step():
+    x, y = _labelled(20)
+    batches = list(cifar10_stream(x, y, batch_size=32, steps=3, seed=0))
+    assert [sorted(lab.numpy().tolist()) for _, lab in batches] == [list(range(20))] * 3
+    assert len(list(cifar10_stream(x, y, batch_size=8, seed=0))) == 2  # steps=None: one pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"seed": None}, "seed"), ({"steps": 0}, "steps"), ({"steps": 3, "start": 4}, "start")],
+)
+def test_stream_rejects_bad_arguments(kwargs, match):
+    x, y = _labelled(40)
+    with pytest.raises(ValueError, match=match):
+        cifar10_stream(x, y, batch_size=8, **{"seed": 0, **kwargs})

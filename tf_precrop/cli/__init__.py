@@ -203,7 +203,7 @@ def _parser():
     train.add_argument("--limit", type=int, default=None, help="use a class-balanced subset of N images")
     train.add_argument("--data", default="auto", help="'auto', 'keras', or the CIFAR-10 zip/folder")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default="precrop_train", help="log and checkpoint folder")
+    train.add_argument("--out", default="precrop_train", help="log and checkpoint folder; its backup/ holds every finished epoch, so rerunning the same command after an interruption carries on there")
     latency_args(train)
 
     lat = sub.add_parser("latency", help="measure a latency table for --budget latency (run it on the target device)")

@@ -283,7 +283,12 @@ def _cmd_train(args):
             verbose=1 if latency_options and not args.quiet else 0, **latency_options,
         )
     config = training.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
-    result = training.train(model, (x_tr, y_tr), (x_val, y_val), config=config, log_dir=_writable_dir(args.out), verbose=0 if args.quiet else 2)
+    out = _writable_dir(args.out)
+    # <out>/backup: an interrupted run resumes when the same command runs again.
+    result = training.train(
+        model, (x_tr, y_tr), (x_val, y_val), config=config, log_dir=out,
+        backup_dir=os.path.join(out, "backup"), verbose=0 if args.quiet else 2,
+    )
     print(result)
     return 0
 

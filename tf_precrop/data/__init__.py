@@ -1,6 +1,6 @@
 """CIFAR-10 loading, splitting and `tf.data` input pipelines.
 
-Three pieces, used by :mod:`tf_precrop.training` and the benchmarks:
+Four pieces, used by :mod:`tf_precrop.training` and the benchmarks:
 
 - :func:`load_cifar10` reads CIFAR-10 as ``uint8`` arrays, either from a local
   JPEG copy (``train/<class>/<NNNN>.jpg`` in a zip or a folder; decoded once,
@@ -11,6 +11,9 @@ Three pieces, used by :mod:`tf_precrop.training` and the benchmarks:
   validation split (the local copy has no test split).
 - :func:`cifar10_dataset` builds the batched ``tf.data.Dataset`` with the
   standard augmentation (pad 4, random 32x32 crop, random horizontal flip).
+- :func:`cifar10_stream` yields the same kind of training batches as a
+  stream in which every batch depends only on its step (and the seed), so a
+  run resumes on exactly the batches it would have seen; ``train`` uses it.
 
 Images stay in ``[0, 255]`` as ``float32`` unless ``normalize=True``: the
 bundled models normalize inside the model.
@@ -25,7 +28,7 @@ import numpy as np
 from tf_precrop.data._constants import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, NUM_CLASSES
 from tf_precrop.data._local import DEFAULT_CACHE_DIR, load_local
 from tf_precrop.data._sample import SAMPLE_SIZE, load_sample
-from tf_precrop.data.pipeline import cifar10_dataset, train_val_split
+from tf_precrop.data.pipeline import cifar10_dataset, cifar10_stream, train_val_split
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -35,6 +38,7 @@ __all__ = [
     "ENV_VAR",
     "SAMPLE_SIZE",
     "cifar10_dataset",
+    "cifar10_stream",
     "load_cifar10",
     "train_val_split",
 ]

@@ -32,6 +32,9 @@ One concept per module:
 - :mod:`~tf_precrop.training.schedules`: :class:`LRSchedule`,
   :func:`make_lr_schedule`;
 - :mod:`~tf_precrop.training.loop`: :func:`train`, :class:`TrainResult`;
+- :mod:`~tf_precrop.training.backup`: the per-epoch state behind
+  ``train(..., backup_dir=...)``, which resumes an interrupted run on the
+  batches it would have seen;
 - :mod:`~tf_precrop.training.callbacks`, ``datasets``, ``penalty``: its
   callbacks, input pipelines and the L2 penalty;
 - :mod:`~tf_precrop.training.evaluate`: :func:`evaluate`.

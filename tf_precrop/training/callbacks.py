@@ -13,13 +13,17 @@ def _callback_base(line):
     return line.keras.callbacks.Callback
 
 
-def _make_callbacks(line, schedule, images_per_step, json_path, config):
-    """``(lr logger, throughput, JSON history)`` callbacks of ``line``."""
+def _make_callbacks(line, schedule, images_per_step, json_path, config, rows=()):
+    """``(lr logger, throughput, JSON history)`` callbacks of ``line``.
+
+    ``rows``: the logs of epochs restored from a backup, which the JSON history
+    starts with.
+    """
     base = _callback_base(line)
     return (
         _learning_rate_logger(base, schedule),
         _throughput(base, images_per_step),
-        _json_history(base, json_path, config),
+        _json_history(base, json_path, config, rows),
     )
 
 
@@ -37,7 +41,11 @@ def _learning_rate_logger(base, schedule):
 
 def _throughput(base, images_per_step):
     class Throughput(base):
-        """Times the training part of each epoch (validation excluded)."""
+        """Times the training part of each epoch (validation excluded).
+
+        The first epoch of the call (epoch 0, or the first after a resume)
+        is timed from its second step, so tracing is left out.
+        """
 
         def __init__(self):
             super().__init__()
@@ -45,7 +53,6 @@ def _throughput(base, images_per_step):
             self.first_epoch_after_step0 = None  # (seconds, steps)
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._epoch = epoch
             self._start = time.perf_counter()
             self._after_step0 = None
             self._train_end = None
@@ -53,7 +60,7 @@ def _throughput(base, images_per_step):
 
         def on_train_batch_begin(self, batch, logs=None):
             self._steps = batch + 1
-            if self._epoch == 0 and batch == 1:
+            if not self.epochs and batch == 1:
                 self._after_step0 = time.perf_counter()
 
         def on_test_begin(self, logs=None):
@@ -62,9 +69,9 @@ def _throughput(base, images_per_step):
 
         def on_epoch_end(self, epoch, logs=None):
             end = self._train_end or time.perf_counter()
-            self.epochs.append((end - self._start, self._steps))
-            if epoch == 0 and self._after_step0 is not None:
+            if not self.epochs and self._after_step0 is not None:
                 self.first_epoch_after_step0 = (end - self._after_step0, self._steps - 1)
+            self.epochs.append((end - self._start, self._steps))
 
         def images_per_second(self):
             if len(self.epochs) >= 2:
@@ -81,13 +88,13 @@ def _throughput(base, images_per_step):
     return Throughput()
 
 
-def _json_history(base, json_path, config):
+def _json_history(base, json_path, config, rows=()):
     class JsonHistory(base):
         """Rewrites ``history.json`` (config + per-epoch logs) after every epoch."""
 
         def __init__(self):
             super().__init__()
-            self.rows = []
+            self.rows = list(rows)
 
         def on_epoch_end(self, epoch, logs=None):
             self.rows.append({"epoch": epoch, **_jsonable(logs or {})})

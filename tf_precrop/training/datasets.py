@@ -3,11 +3,17 @@
 import numpy as np
 import tensorflow as tf
 
-from tf_precrop.data import cifar10_dataset
+from tf_precrop.data import cifar10_dataset, cifar10_stream
 
 
-def _train_dataset(data, config):
-    """(dataset, steps per epoch, images per step) for the training data."""
+def _train_dataset(data, config, first_epoch=0, stream_seed=0):
+    """``(dataset, steps per epoch, images per step, fit's steps_per_epoch)``.
+
+    Arrays become the :func:`~tf_precrop.data.cifar10_stream` of every
+    remaining step (from ``first_epoch``), which ``model.fit`` walks through
+    with one iterator (``steps_per_epoch`` set); a ready dataset is used as
+    given (repeated when ``config.steps_per_epoch`` is set).
+    """
     if isinstance(data, tf.data.Dataset):
         batch = _static_batch(data)
         if batch is not None and batch != config.batch_size:
@@ -30,24 +36,22 @@ def _train_dataset(data, config):
                 "batches. Expected `config.steps_per_epoch` to be set. Received: "
                 f"dataset cardinality={cardinality}, steps_per_epoch=None"
             )
-        return data, steps, config.batch_size
+        return data, steps, config.batch_size, config.steps_per_epoch
     x, y = _unpack(data, "train_data")
-    ds = cifar10_dataset(
+    n = len(x)
+    images_per_step = min(config.batch_size, n)
+    steps = config.steps_per_epoch or max(n // config.batch_size, 1)
+    ds = cifar10_stream(
         x,
         y,
         batch_size=config.batch_size,
-        training=True,
+        steps=config.epochs * steps,
+        start=first_epoch * steps,
         augment=config.augment,
         normalize=config.normalize,
-        seed=config.seed,
+        seed=stream_seed,
     )
-    n = len(x)
-    images_per_step = config.batch_size if n >= config.batch_size else n
-    steps = max(n // config.batch_size, 1)
-    if config.steps_per_epoch is not None:
-        steps = config.steps_per_epoch
-        ds = ds.repeat()
-    return ds, steps, images_per_step
+    return ds, steps, images_per_step, steps
 
 
 def _eval_dataset(data, config, batch_size=None):

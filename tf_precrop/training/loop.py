@@ -5,13 +5,16 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_precrop._outputs import outputs_probabilities
 from tf_precrop.backend import line_of
-from tf_precrop.training.callbacks import _make_callbacks, _write_json
+from tf_precrop.training.backup import TrainingBackup
+from tf_precrop.training.callbacks import _callback_base, _make_callbacks, _write_json
 from tf_precrop.training.config import TrainConfig
 from tf_precrop.training.datasets import _eval_dataset, _one_hot, _train_dataset
 from tf_precrop.training.penalty import _kernel_l2
@@ -43,6 +46,9 @@ class TrainResult:
         config: The :class:`TrainConfig` used.
         log_dir: Where logs and checkpoints went (``None``: nowhere).
         checkpoint_path: The ``.keras`` checkpoint, if one was written.
+        initial_epoch: Epochs restored from ``backup_dir`` (0: none). The
+            history holds every epoch; ``images_per_sec`` and ``seconds``
+            cover only this call.
     """
 
     model: object
@@ -57,10 +63,13 @@ class TrainResult:
     config: TrainConfig
     log_dir: str | None = None
     checkpoint_path: str | None = None
+    initial_epoch: int = 0
 
     def __str__(self):
         epochs = len(next(iter(self.history.values()), []))
         parts = [f"epochs={epochs}"]
+        if self.initial_epoch:
+            parts.append(f"resumed_after={self.initial_epoch}")
         if self.val_accuracy is not None:
             parts.append(
                 f"val_accuracy={self.val_accuracy:.4f} (best {self.best_val_accuracy:.4f})"
@@ -93,6 +102,7 @@ def train(
     checkpoint=True,
     verbose=1,
     model_fn=None,
+    backup_dir=None,
 ):
     """Trains a classifier with the standard CIFAR recipe of ``config``.
 
@@ -109,10 +119,12 @@ def train(
         model: A built Keras 3 (or tf_keras) model. Mutually exclusive with
             ``model_fn``.
         train_data: ``(x, y)`` arrays (``uint8`` images ``(N, H, W, C)``,
-            integer labels ``(N,)``; the pipeline is built with
-            :func:`~tf_precrop.data.cifar10_dataset`: shuffle, augmentation,
-            drop remainder) or a ready batched ``tf.data.Dataset`` of
-            ``(images, labels)`` batches of ``config.batch_size``.
+            integer labels ``(N,)``; fed as the
+            :func:`~tf_precrop.data.cifar10_stream` of ``config.seed``: a new
+            shuffle every pass, augmentation, drop remainder, and every batch
+            a function of its step, so a resumed run sees the same batches)
+            or a ready batched ``tf.data.Dataset`` of ``(images, labels)``
+            batches of ``config.batch_size``.
         val_data: Same kinds as ``train_data`` (no shuffle or augmentation),
             or ``None``.
         config: A :class:`TrainConfig` (default: ``TrainConfig()``, the
@@ -135,6 +147,15 @@ def train(
             (after seeding, inside ``strategy.scope()`` and under the
             mixed-precision policy when configured). Use it with
             ``strategy`` or ``mixed_precision``.
+        backup_dir: A folder for the state of every finished epoch (weights
+            with the optimizer state, logs, config; see
+            :mod:`~tf_precrop.training.backup`), or ``None``. If it holds the
+            state of an interrupted call with the same config, this call
+            resumes it: it restores the weights and optimizer, moves the
+            training data on by the finished epochs (same order and
+            augmentation as an uninterrupted run) and trains the rest. It is
+            emptied when the call finishes. Keras 3 models only. A backup of
+            another config or architecture raises ``ValueError``.
 
     Returns:
         A :class:`TrainResult`.
@@ -151,6 +172,16 @@ def train(
     ...                config=TrainConfig(epochs=1, batch_size=100, schedule="cosine"))
     >>> len(result.history["loss"]), 0.0 <= result.val_accuracy <= 1.0
     (1, True)
+
+    A long run that may be interrupted (a Colab runtime that disconnects):
+    rerun the same cell and it carries on after the last finished epoch.
+
+    >>> import tempfile
+    >>> run_dir = tempfile.mkdtemp()
+    >>> result = train(model, (xt, yt), (xv, yv), verbose=0, backup_dir=run_dir,
+    ...                config=TrainConfig(epochs=2, batch_size=100, schedule="cosine"))
+    >>> result.initial_epoch, len(result.history["loss"])  # nothing to resume here
+    (0, 2)
     """
     start = time.perf_counter()
     config = _check_arguments(model, train_data, config, model_fn)
@@ -162,16 +193,32 @@ def train(
                 model = model_fn()
         line = line_of(model)
         _check_model(model, line, config, strategy)
-        train_ds, steps_per_epoch, images_per_step = _train_dataset(train_data, config)
+        backup = None if backup_dir is None else TrainingBackup(backup_dir, config, line)
+        initial_epoch = 0 if backup is None else backup.epochs_done
+        train_ds, steps_per_epoch, images_per_step, fit_steps = _train_dataset(
+            train_data, config, initial_epoch, _stream_seed(config, backup)
+        )
         val_ds = None if val_data is None else _eval_dataset(val_data, config)
         loss, train_ds, val_ds = _loss_and_labels(model, line, config, train_ds, val_ds)
         schedule = _compile(model, line, config, loss, steps_per_epoch)
+        restored = [] if backup is None else list(backup.rows)
+        if initial_epoch:
+            backup.restore(model)
+            if isinstance(train_data, tf.data.Dataset):
+                train_ds = _resume_ready_dataset(train_ds, initial_epoch, config, steps_per_epoch)
 
     log_dir = None if log_dir is None else os.fspath(log_dir)
     callbacks, throughput, checkpoint_path = _callbacks(
-        line, schedule, images_per_step, config, log_dir, checkpoint, val_ds is not None
+        line, schedule, images_per_step, config, log_dir, checkpoint, val_ds is not None, restored
     )
-    history, peak, memory_source = _fit(model, line, config, train_ds, val_ds, callbacks, verbose)
+    if backup is not None:
+        callbacks.append(backup.callback(_callback_base(line), callbacks[2]))
+    history, peak, memory_source = _fit(
+        model, line, config, train_ds, val_ds, callbacks, verbose, fit_steps, initial_epoch
+    )
+    history = _with_restored(history, restored)
+    if backup is not None:
+        backup.clear()
     val_acc = history.get("val_accuracy")
     result = TrainResult(
         model=model,
@@ -188,6 +235,7 @@ def train(
         checkpoint_path=checkpoint_path
         if checkpoint_path and os.path.exists(checkpoint_path)
         else None,
+        initial_epoch=initial_epoch,
     )
     if log_dir is not None:
         _write_json(os.path.join(log_dir, "results.json"), result.to_dict())
@@ -239,37 +287,46 @@ def _compile(model, line, config, loss, steps_per_epoch):
     return schedule
 
 
-def _callbacks(line, schedule, images_per_step, config, log_dir, checkpoint, validated):
+def _callbacks(line, schedule, images_per_step, config, log_dir, checkpoint, validated, restored):
     """``(callbacks, the throughput meter among them, checkpoint path or None)``.
 
-    With a ``log_dir`` (created here): a CSV log and, with ``checkpoint``, a
-    ``best.keras`` (``validated``: there is validation data) or ``last.keras``
-    checkpoint.
+    The first three are the lr logger, the throughput meter and the JSON
+    history. With a ``log_dir`` (created here): a CSV log and, with
+    ``checkpoint``, a ``best.keras`` (``validated``: there is validation data)
+    or ``last.keras`` checkpoint. ``restored``: the logs of epochs restored from
+    a backup; the CSV log is appended to and ``best.keras`` is replaced only by
+    a better epoch than those.
     """
     json_path = None if log_dir is None else os.path.join(log_dir, "history.json")
-    callbacks = list(_make_callbacks(line, schedule, images_per_step, json_path, config))
+    callbacks = list(
+        _make_callbacks(line, schedule, images_per_step, json_path, config, restored)
+    )
     throughput = callbacks[1]
     if log_dir is None:
         return callbacks, throughput, None
     os.makedirs(log_dir, exist_ok=True)
     keras_callbacks = line.keras.callbacks
-    callbacks.append(keras_callbacks.CSVLogger(os.path.join(log_dir, "history.csv")))
+    callbacks.append(
+        keras_callbacks.CSVLogger(os.path.join(log_dir, "history.csv"), append=bool(restored))
+    )
     if not checkpoint:
         return callbacks, throughput, None
     if validated:
         path = os.path.join(log_dir, "best.keras")
-        callbacks.append(
-            keras_callbacks.ModelCheckpoint(
-                path, monitor="val_accuracy", mode="max", save_best_only=True
-            )
+        best = keras_callbacks.ModelCheckpoint(
+            path, monitor="val_accuracy", mode="max", save_best_only=True
         )
+        previous = [r["val_accuracy"] for r in restored if "val_accuracy" in r]
+        if previous and os.path.exists(path):
+            best.best = max(previous)
+        callbacks.append(best)
     else:
         path = os.path.join(log_dir, "last.keras")
         callbacks.append(keras_callbacks.ModelCheckpoint(path))
     return callbacks, throughput, path
 
 
-def _fit(model, line, config, train_ds, val_ds, callbacks, verbose):
+def _fit(model, line, config, train_ds, val_ds, callbacks, verbose, steps_per_epoch, initial_epoch):
     """Fits under the L2 penalty; ``(history as floats, peak memory, its source)``."""
     gpus = _reset_gpu_memory_stats()
     with _kernel_l2(model, line, config.weight_decay):
@@ -278,7 +335,8 @@ def _fit(model, line, config, train_ds, val_ds, callbacks, verbose):
                 train_ds,
                 validation_data=val_ds,
                 epochs=config.epochs,
-                steps_per_epoch=config.steps_per_epoch,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
                 callbacks=callbacks,
                 verbose=verbose,
                 shuffle=False,  # the pipeline shuffles
@@ -290,6 +348,49 @@ def _fit(model, line, config, train_ds, val_ds, callbacks, verbose):
     peak, memory_source = _peak_memory(gpus)
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
     return hist, peak, memory_source
+
+
+def _stream_seed(config, backup):
+    """The seed of the training stream: ``config.seed``, else the interrupted run's, else a new one."""
+    if config.seed is not None:
+        return config.seed
+    if backup is not None and backup.stream_seed is not None:
+        return backup.stream_seed
+    seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    if backup is not None:
+        backup.stream_seed = seed
+    return seed
+
+
+def _resume_ready_dataset(train_ds, epochs_done, config, steps_per_epoch):
+    """A ready ``tf.data.Dataset`` moved on by ``epochs_done`` epochs, where that is exact.
+
+    With ``config.steps_per_epoch`` set, ``model.fit`` keeps one iterator over
+    the repeated dataset, so skipping the finished steps (which computes those
+    batches once) gives the uninterrupted run's batches. Without it, Keras
+    opens iterators per epoch in ways its versions differ on, so the dataset
+    is used as it is, with a warning.
+    """
+    if config.steps_per_epoch is not None:
+        return train_ds.skip(epochs_done * steps_per_epoch)
+    warnings.warn(
+        f"Resuming after {epochs_done} epochs on a ready tf.data.Dataset: the "
+        "remaining epochs see the dataset's next shuffles, not those of an "
+        "uninterrupted run. For an exact resume pass (x, y) arrays (train then "
+        "uses tf_precrop.data.cifar10_stream) or set `config.steps_per_epoch`.",
+        stacklevel=3,
+    )
+    return train_ds
+
+
+def _with_restored(history, restored):
+    """``history`` with the restored epochs' logs in front (every epoch, in order)."""
+    if not restored:
+        return history
+    keys = list(history) or [k for k in restored[0] if k != "epoch"]
+    return {
+        k: [float(r.get(k, "nan")) for r in restored] + history.get(k, []) for k in keys
+    }
 
 
 def _short(obj):
