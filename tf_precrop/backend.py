@@ -36,6 +36,9 @@ class KerasLine:
     #: Whether a variable's ``regularizer`` attribute is added to the loss
     #: (Keras 3); tf_keras attaches penalties with ``model.add_loss`` instead.
     variables_take_regularizer = False
+    #: Whether ``model.save_weights`` also saves the compiled optimizer's state
+    #: (Keras 3; tf_keras' ``.h5`` weights leave it out), which resuming needs.
+    weights_keep_optimizer_state = False
 
     def __new__(cls, name=KERAS3):
         if cls is KerasLine:
@@ -172,6 +175,7 @@ class _Keras3Line(KerasLine):
     """Keras 3 (``import keras``), TensorFlow backend."""
 
     variables_take_regularizer = True
+    weights_keep_optimizer_state = True
 
     @functools.cached_property
     def keras(self):

@@ -55,7 +55,7 @@ class TrainingBackup:
     """
 
     def __init__(self, backup_dir, config, line):
-        if line.name != "keras3":
+        if not line.weights_keep_optimizer_state:
             raise ValueError(
                 "`backup_dir` needs a Keras 3 model: tf_keras' `save_weights` leaves "
                 "out the optimizer state, so a resumed run would restart its momentum. "
