@@ -35,7 +35,7 @@ Usage::
     python benchmarks/frontier.py                      # time, write the JSON and the plot, print the table
     python benchmarks/frontier.py --markdown           # re-print the table from the JSON; times nothing
     python benchmarks/frontier.py --rounds 1 --runs 3 --out /tmp/frontier.json --plot /tmp/frontier.png
-    python benchmarks/frontier.py --model shufflenet_v2
+    python benchmarks/frontier.py --model shufflenet_v2_x0_5
 """
 
 import argparse

@@ -83,6 +83,7 @@ def markdown_table(runs):
 PAIRS = (
     ("precrop_synexp", "macs", 10.0, "uniform_width", "macs"),
     ("precrop_synexp", "macs", 20.0, "uniform_width", "macs"),
+    ("precrop_synexp", "macs", 2.0, "uniform_width", "macs"),  # the ShuffleNetV2 cells
     ("precrop_synexp", "params", 10.0, "synflow_masked", "params"),
     ("precrop_synexp", "params", 20.0, "synflow_masked", "params"),
     # The default (MACs budget) against the masks: at 10x it keeps 10.7% of the params, at 20x
@@ -128,6 +129,18 @@ def paired_table(runs, model="resnet20"):
             f"| {statistics.mean(diffs):+.1f} | {ahead} of {len(diffs)} |"
         )
     return "\n".join(lines)
+
+
+def paired_tables(runs):
+    """:func:`paired_table` for every model with a pair: ResNet-20's first, then the
+    others alphabetically, each of those under a ``**model**`` heading."""
+    models = sorted({r.get("model", "resnet20") for r in runs}, key=lambda m: (m != "resnet20", m))
+    parts = []
+    for model in models:
+        table = paired_table(runs, model)
+        if len(table.splitlines()) > 2:
+            parts.append(table if model == "resnet20" else f"**{model}**\n\n{table}")
+    return "\n\n".join(parts) or paired_table([])
 
 
 def main(argv=None):
@@ -196,7 +209,7 @@ def main(argv=None):
     if args.markdown:
         print(markdown_table(runs))
     if args.paired:
-        print(paired_table(runs))
+        print(paired_tables(runs))
     return 0
 
 

@@ -64,3 +64,20 @@ def test_the_iterator_order_is_the_ready_pipeline_and_keeps_no_backup(tmp_path, 
     (row,) = json.loads((tmp_path / "runs.json").read_text())["runs"]
     assert row["data_order"] == "iterator" and "resumed_after_epoch" not in row
     assert seen[0][1] is None and "Dataset" in seen[0][0]
+
+
+def test_the_shufflenet_names_build_the_cifar_network_at_their_width():
+    script = builders.benchmark_script("cifar_accuracy")
+    half = script.build_base("shufflenet_v2_x0_5")
+    full = script.build_base("shufflenet_v2")
+    for model in (half, full):
+        assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
+        # The CIFAR stem keeps 32x32 until stage 2 halves it.
+        assert model.get_layer("stage2_block1_concat").output.shape[1:3] == (16, 16)
+    # Table 5 of the ShuffleNetV2 paper: stage 2-4 widths 48/96/192 at 0.5x, 116/232/464 at 1x.
+    assert [half.get_layer(f"stage{s}_block1_concat").output.shape[-1] for s in (2, 3, 4)] == [48, 96, 192]
+    assert [full.get_layer(f"stage{s}_block1_concat").output.shape[-1] for s in (2, 3, 4)] == [116, 232, 464]
+    # Any other name is the bundled architecture itself: ResNet-20's 272,474 trainable
+    # weights (0.27 M in He et al. 2016; test_models derives the count per layer).
+    resnet = script.build_base("resnet20")
+    assert sum(int(w.numpy().size) for w in resnet.trainable_weights) == 272_474

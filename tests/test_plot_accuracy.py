@@ -78,3 +78,30 @@ def test_main_keeps_only_the_chosen_schedule(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "| PreCrop (macs) − uniform width (macs) | 10× | +1.0 (s0) | +1.0 | 1 of 1 |"
     assert png.stat().st_size > 0
+
+
+def test_paired_tables_gives_each_model_its_own_table():
+    m = _script()
+    runs = [
+        _row("uniform_width", "macs", 10.0, 0, 0.7700),
+        _row("precrop_synexp", "macs", 10.0, 0, 0.7800),
+        _row("uniform_width", "macs", 2.0, 0, 0.8010, model="shufflenet_v2_x0_5"),
+        _row("precrop_synexp", "macs", 2.0, 0, 0.7990, model="shufflenet_v2_x0_5"),
+        _row("precrop_synexp", "macs", 2.0, 1, 0.9000, model="shufflenet_v2_x0_5"),  # no twin
+        _row("dense", "-", 1.0, 0, 0.86, model="resnet56"),  # no pair: no table
+    ]
+    header = [
+        "| comparison | compression | per-seed difference (points) | mean | seeds ahead |",
+        "|---|---|---|---|---|",
+    ]
+    assert m.paired_tables(runs).splitlines() == [
+        *header,
+        "| PreCrop (macs) − uniform width (macs) | 10× | +1.0 (s0) | +1.0 | 1 of 1 |",
+        "",
+        "**shufflenet_v2_x0_5**",
+        "",
+        *header,
+        # 79.90 - 80.10 = -0.20
+        "| PreCrop (macs) − uniform width (macs) | 2× | -0.2 (s0) | -0.2 | 0 of 1 |",
+    ]
+    assert m.paired_tables([_row("dense", "-", 1.0, 0, 0.86)]).splitlines() == header
