@@ -63,3 +63,9 @@ resnet --model resnet20 --variants precrop_synflow --budgets params --compress 1
 # here, 150 img/s at 2x MACs; 0.5x about half that), on the resumable stream (its four
 # runs pair with each other only).
 run --model shufflenet_v2_x0_5 --variants uniform_width precrop_synexp --budgets macs --compress 2 --seeds 0 1
+# Context, not a required cell: dense ShuffleNetV2 0.5x (one seed), the reference point
+# of its frontier plot (benchmarks/frontier.py --model shufflenet_v2_x0_5).
+run --model shufflenet_v2_x0_5 --variants dense --seeds 0
+# Also context: PreCrop at the measured LiteRT latency of the 2x-MACs uniform-width
+# ShuffleNetV2 (its MACs-budget PreCrop model runs 6% slower than uniform width).
+run --model shufflenet_v2_x0_5 --variants precrop_latency --budgets macs --compress 2 --seeds 0 1

@@ -88,6 +88,7 @@ def test_paired_tables_gives_each_model_its_own_table():
         _row("uniform_width", "macs", 2.0, 0, 0.8010, model="shufflenet_v2_x0_5"),
         _row("precrop_synexp", "macs", 2.0, 0, 0.7990, model="shufflenet_v2_x0_5"),
         _row("precrop_synexp", "macs", 2.0, 1, 0.9000, model="shufflenet_v2_x0_5"),  # no twin
+        _row("precrop_latency", "macs", 2.0, 0, 0.8123, model="shufflenet_v2_x0_5"),
         _row("dense", "-", 1.0, 0, 0.86, model="resnet56"),  # no pair: no table
     ]
     header = [
@@ -103,5 +104,7 @@ def test_paired_tables_gives_each_model_its_own_table():
         *header,
         # 79.90 - 80.10 = -0.20
         "| PreCrop (macs) − uniform width (macs) | 2× | -0.2 (s0) | -0.2 | 0 of 1 |",
+        # 81.23 - 80.10 = +1.13
+        "| PreCrop (latency) − uniform width (macs) | 2× | +1.1 (s0) | +1.1 | 1 of 1 |",
     ]
     assert m.paired_tables([_row("dense", "-", 1.0, 0, 0.86)]).splitlines() == header
