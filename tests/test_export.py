@@ -101,6 +101,41 @@ def test_export_verifies_within_tolerance_for_each_quantization(
     assert verify_tflite(path, model, images[:8]).quantize == quantize
 
 
+def test_export_counts_decisive_samples_like_a_direct_litert_run(
+    keras3_model, images, tmp_path
+):
+    """num_decisive and decisive_top1_agreement, recomputed from LiteRT outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = tmp_path / "int8.tflite"
+    held_back = images[:32]
+    result = export_tflite(
+        keras3_model, path, quantize="int8", representative_data=images,
+        verification_data=held_back, num_verify_samples=32,
+    )
+    keras_out = np.asarray(keras3_model(held_back, training=False))
+    interpreter = Interpreter(model_path=str(path))
+    inp = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(inp["index"], held_back.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], held_back)
+    interpreter.invoke()
+    lite_out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    top2 = np.sort(keras_out, axis=1)[:, -2:]
+    sure = (top2[:, 1] - top2[:, 0]) >= 0.05 * max(1.0, float(np.abs(keras_out).max()))
+    agree = [
+        lite_out[i, np.argmax(keras_out[i])] >= lite_out[i].max() for i in range(32)
+    ]
+    assert sure.any(), "the seeded model should have decisive samples"
+    assert result.num_samples == 32 and result.num_decisive == int(sure.sum())
+    assert result.decisive_top1_agreement == pytest.approx(np.mean(np.array(agree)[sure]))
+
+
+def test_export_without_verification_has_no_decisive_samples(keras3_model, tmp_path):
+    result = export_tflite(keras3_model, tmp_path / "m.tflite", verify=False)
+    assert result.num_decisive == 0 and result.decisive_top1_agreement is None
+
+
 def test_quantized_files_are_smaller_than_float32(keras3_model, images, tmp_path):
     sizes = {
         q: export_tflite(

@@ -38,8 +38,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXPECTED = {
     "01_quickstart": r"DONE macs_ratio=0\.(29|30|31)\d* speedup=\d+\.\d+x",
     "02_cifar10_precrop_vs_synflow": r"DONE dense=\d\.\d+; PreCrop-SynExp=\d\.\d+; uniform width=\d\.\d+; SynFlow \(unstructured\)=\d\.\d+",
-    "03_deploy_tflite": r"DONE int8 is \d+\.\dx smaller than fp32, decisive_top1_agreement=(0\.9[5-9]|1\.0)",
-    "04_qat_with_tfmot": r"DONE int8_decisive_top1_agreement=(0\.9[5-9]|1\.0)\d* int8_val_acc=\d\.\d+",
+    "03_deploy_tflite": r"DONE int8 is \d+\.\dx smaller than fp32, decisive_top1_agreement=(0\.9[5-9]|1\.0)\d* num_decisive=[1-9]\d*",
+    "04_qat_with_tfmot": r"DONE int8_decisive_top1_agreement=(0\.9[5-9]|1\.0)\d* num_decisive=[1-9]\d* int8_val_acc=\d\.\d+",
     "05_prune_trained_model": r"DONE dense=\d\.\d+ pruned=\d\.\d+ recalibrated=\d\.\d+ finetuned=\d\.\d+ scratch=\d\.\d+ macs_ratio=0\.(49|50|51)\d",
 }
 

@@ -80,6 +80,10 @@ class TFLiteExport:
             the int8 gate applies to; ``None`` without classifier outputs or
             decisive samples.
         num_samples: Number of verification samples (0 if not verified).
+        num_decisive: How many of them are decisive (for several classifier
+            outputs, the fewest of any output); 0 if not verified. Report it
+            with ``decisive_top1_agreement``: an agreement over few samples
+            says little, and a barely trained model may have none.
     """
 
     path: str
@@ -90,6 +94,7 @@ class TFLiteExport:
     top1_agreement: float | None
     num_samples: int
     decisive_top1_agreement: float | None = None
+    num_decisive: int = 0
 
     def to_dict(self):
         """The fields as a plain ``dict`` (JSON-serializable)."""
@@ -238,4 +243,5 @@ def export_tflite(
         top1_agreement=None if report is None else report.top1_agreement,
         num_samples=0 if report is None else report.num_samples,
         decisive_top1_agreement=None if report is None else report.decisive_top1_agreement,
+        num_decisive=0 if report is None else report.num_decisive,
     )
