@@ -209,10 +209,11 @@ def main(argv=None):
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
-    if args.markdown:
-        print(markdown_table(runs))
-    if args.paired:
-        print(paired_tables(runs))
+    # A blank line between the tables: pasted together, Markdown would merge them.
+    tables = [markdown_table(runs)] if args.markdown else []
+    tables += [paired_tables(runs)] if args.paired else []
+    if tables:
+        print("\n\n".join(tables))
     return 0
 
 

@@ -80,6 +80,19 @@ def test_main_keeps_only_the_chosen_schedule(tmp_path, capsys):
     assert png.stat().st_size > 0
 
 
+def test_markdown_and_paired_tables_print_as_separate_tables(tmp_path, capsys):
+    m = _script()
+    runs = [_row("uniform_width", "macs", 10.0, 0, 0.7700), _row("precrop_synexp", "macs", 10.0, 0, 0.7800)]
+    results = tmp_path / "acc.json"
+    results.write_text(json.dumps({"runs": runs}))
+    args = ["--results", str(results), "--out", str(tmp_path / "a.png"), "--recipe", "cpu",
+            "--epochs", "20", "--markdown", "--paired"]
+    assert m.main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    first = out.index("| comparison | compression | per-seed difference (points) | mean | seeds ahead |")
+    assert out[first - 1] == "" and out[first - 2].startswith("| resnet20 | 10× | macs |")
+
+
 def test_paired_tables_gives_each_model_its_own_table():
     m = _script()
     runs = [
